@@ -1,0 +1,125 @@
+"""Transformer building blocks shared by every model family.
+
+Attention has two paths that compute the same function:
+- fast: ``F.scaled_dot_product_attention`` (fused kernels; never materialises weights on GPU),
+- eager: explicit ``softmax(QK^T / sqrt(d)) V`` that can hand back the weights for capture.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's lacks ``bias=False`` on older versions)."""
+
+    def __init__(self, ndim: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; ``causal`` decoders never look at later positions."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool) -> None:
+        super().__init__()
+        assert n_embd % n_head == 0
+        self.n_head = n_head
+        self.causal = causal
+        self.dropout = dropout
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # q, k, v for all heads in one matmul
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``attn_mask``: bool (B, 1|nh, T, T), True where attention is allowed (padding masks)."""
+        B, T, C = x.size()
+        hs = C // self.n_head
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
+            allowed = _allowed_mask(T, x.device, self.causal, attn_mask)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            weights = F.softmax(scores, dim=-1)  # (B, nh, T, T); rows sum to 1
+            y = self.attn_dropout(weights) @ v  # (B, nh, T, hs)
+        else:
+            dropout_p = self.dropout if self.training else 0.0
+            if attn_mask is None:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
+            else:
+                allowed = _allowed_mask(T, x.device, self.causal, attn_mask)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads: (B, T, C)
+        return self.resid_dropout(self.proj(y)), weights
+
+
+def _allowed_mask(T: int, device: torch.device, causal: bool, attn_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Combine the causal triangle with a caller's padding mask (True = may attend)."""
+    allowed = torch.ones(T, T, dtype=torch.bool, device=device).tril() if causal else None
+    if attn_mask is not None:
+        allowed = attn_mask if allowed is None else (attn_mask & allowed)
+    return allowed
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: expand 4x, GELU, project back."""
+
+    def __init__(self, n_embd: int, dropout: float, bias: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.gelu = nn.GELU()
+        self.proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(self.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool) -> None:
+        super().__init__()
+        self.ln_1 = LayerNorm(n_embd, bias)
+        self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal)
+        self.ln_2 = LayerNorm(n_embd, bias)
+        self.mlp = MLP(n_embd, dropout, bias)
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.ln_1(x), attn_mask, need_weights)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:
+    """Fixed sin/cos table from "Attention Is All You Need": (n_pos, dim).
+
+    >>> sinusoidal_positions(4, 6).shape
+    torch.Size([4, 6])
+    """
+    pos = torch.arange(n_pos, dtype=torch.float32).unsqueeze(1)  # (P, 1)
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))  # (dim/2,)
+    table = torch.zeros(n_pos, dim)
+    table[:, 0::2] = torch.sin(pos * inv_freq)
+    table[:, 1::2] = torch.cos(pos * inv_freq[: dim // 2])
+    return table

@@ -1,0 +1,306 @@
+"""Run store: one SQLite database (WAL) under ``$WORKBENCH_HOME`` plus a folder per run.
+
+One training process writes; the dashboard, notebooks and CLI read at the same time. WAL mode
+lets readers see committed rows while the writer appends; every write is one short transaction,
+so a crash loses at most the rows of the batch in flight and never corrupts the database.
+
+Layout::
+
+    $WORKBENCH_HOME/store.db
+    $WORKBENCH_HOME/runs/<id>/{config.json, tokenizer.json, stdout.log, ckpt/, attn/}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .paths import workbench_home
+
+TERMINAL = ("finished", "stopped", "failed")
+STATUSES = ("queued", "running") + TERMINAL
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    heartbeat_at REAL,
+    pid INTEGER,
+    step INTEGER NOT NULL DEFAULT 0,
+    max_steps INTEGER NOT NULL DEFAULT 0,
+    best_val_loss REAL,
+    num_params INTEGER,
+    device TEXT,
+    error TEXT,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (run_id, name, step)
+);
+CREATE INDEX IF NOT EXISTS metrics_by_step ON metrics(run_id, step);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (run_id, kind, step)
+);
+"""
+
+
+class UnknownRunError(KeyError):
+    """A run id that is not in the store."""
+
+    def __str__(self) -> str:
+        return f"unknown run id {self.args[0]!r}; `python -m workbench runs` lists the runs"
+
+
+@dataclass
+class RunInfo:
+    """One row of the ``runs`` table."""
+
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    heartbeat_at: float | None
+    pid: int | None
+    step: int
+    max_steps: int
+    best_val_loss: float | None
+    num_params: int | None
+    device: str | None
+    error: str | None
+    stop_requested: bool
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def label(self) -> str:
+        """Short text for pickers: id, name, preset and status."""
+        extra = self.name or self.config.get("preset", "")
+        return f"{self.id} · {extra} · {self.status}" if extra else f"{self.id} · {self.status}"
+
+
+def new_run_id() -> str:
+    """Sortable and unique across processes: ``20261122-171503-3fa9``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class RunStore:
+    """Access to the store; cheap to create, one SQLite connection per instance (per thread)."""
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home = Path(home) if home is not None else workbench_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.runs_dir = self.home / "runs"
+        self.runs_dir.mkdir(exist_ok=True)
+        self.db_path = self.home / "store.db"
+        self._conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        # statement by statement (executescript would commit on its own); IF NOT EXISTS makes
+        # this idempotent when several processes open the store at once
+        for stmt in SCHEMA.strip().split(";"):
+            if stmt.strip():
+                self._execute_retry(stmt)
+
+    def _execute_retry(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        for attempt in range(50):
+            try:
+                return self._conn.execute(sql, tuple(params))
+            except sqlite3.OperationalError as exc:  # "database is locked" past busy_timeout
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    class _Tx:
+        def __init__(self, store: RunStore) -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._execute_retry("BEGIN IMMEDIATE")
+            return self.store._conn
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            self.store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def _tx(self) -> RunStore._Tx:
+        return RunStore._Tx(self)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def create_run(self, config: dict[str, Any], name: str = "", run_id: str | None = None) -> str:
+        """Insert a ``queued`` run and make its folder; returns the id."""
+        run_id = run_id or new_run_id()
+        max_steps = int(config.get("train", {}).get("max_steps", 0))
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs (id, name, status, config, created_at, max_steps) VALUES (?, ?, 'queued', ?, ?, ?)",
+                (run_id, name, json.dumps(config), time.time(), max_steps),
+            )
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of one run (status, pid, step, best_val_loss, error, ...)."""
+        if not fields:
+            return
+        allowed = set(RunInfo.__dataclass_fields__) - {"id", "config", "created_at"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot update run columns {sorted(bad)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown status {fields['status']!r}")
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as c:
+            cur = c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+            if cur.rowcount == 0:
+                raise UnknownRunError(run_id)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        row = self._execute_retry("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRunError(run_id)
+        return self._to_info(row)
+
+    def has_run(self, run_id: str) -> bool:
+        return self._execute_retry("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def list_runs(self, limit: int | None = None) -> list[RunInfo]:
+        sql = "SELECT * FROM runs ORDER BY created_at DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._to_info(r) for r in self._execute_retry(sql).fetchall()]
+
+    def _to_info(self, row: tuple) -> RunInfo:
+        names = [d[0] for d in self._conn.execute("SELECT * FROM runs LIMIT 0").description]
+        d = dict(zip(names, row))
+        d["config"] = json.loads(d["config"])
+        d["stop_requested"] = bool(d["stop_requested"])
+        return RunInfo(**d)
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask a live run to stop at its next step (the trainer polls this flag)."""
+        self.update_run(run_id, stop_requested=1)
+
+    def stop_requested(self, run_id: str) -> bool:
+        row = self._execute_retry("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    def log_metrics(self, run_id: str, step: int, metrics: dict[str, float], when: float | None = None) -> None:
+        self.log_metric_rows(run_id, [(step, k, float(v)) for k, v in metrics.items()], when)
+
+    def log_metric_rows(self, run_id: str, rows: list[tuple[int, str, float]], when: float | None = None) -> None:
+        """Append rows in one transaction; a repeated (name, step) replaces (resume re-logs)."""
+        if not rows:
+            return
+        t = time.time() if when is None else when
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, s, n, v, t) for s, n, v in rows],
+            )
+
+    def metrics(self, run_id: str, after_step: int = -1, names: list[str] | None = None) -> list[tuple[int, str, float, float]]:
+        """Rows ``(step, name, value, time)`` with step > ``after_step``, by step."""
+        sql = "SELECT step, name, value, time FROM metrics WHERE run_id = ? AND step > ?"
+        params: list[Any] = [run_id, after_step]
+        if names:
+            sql += f" AND name IN ({','.join('?' * len(names))})"
+            params += names
+        return self._execute_retry(sql + " ORDER BY step, name", params).fetchall()
+
+    def metric_series(self, run_id: str, after_step: int = -1) -> dict[str, tuple[list[int], list[float]]]:
+        """Metrics as ``{name: (steps, values)}`` (what the plots take)."""
+        out: dict[str, tuple[list[int], list[float]]] = {}
+        for step, name, value, _ in self.metrics(run_id, after_step):
+            steps, values = out.setdefault(name, ([], []))
+            steps.append(step)
+            values.append(value)
+        return out
+
+    # --- artifacts -------------------------------------------------------------------------
+
+    def add_artifact(self, run_id: str, kind: str, step: int, path: str | Path) -> None:
+        rel = os.path.relpath(Path(path), self.run_dir(run_id))
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO artifacts (run_id, kind, step, path, time) VALUES (?, ?, ?, ?, ?)",
+                (run_id, kind, step, rel, time.time()),
+            )
+
+    def artifacts(self, run_id: str, kind: str) -> list[tuple[int, Path]]:
+        """``(step, absolute path)`` of one kind ('attention', ...), by step."""
+        rows = self._execute_retry(
+            "SELECT step, path FROM artifacts WHERE run_id = ? AND kind = ? ORDER BY step", (run_id, kind)
+        ).fetchall()
+        return [(s, self.run_dir(run_id) / p) for s, p in rows]
+
+    # --- liveness --------------------------------------------------------------------------
+
+    def reconcile(self, run_id: str, stale_after_s: float = 120.0) -> RunInfo:
+        """Mark a run ``failed`` if its process is gone but the store still says it is live."""
+        info = self.get_run(run_id)
+        if info.is_terminal or info.pid is None:
+            return info
+        if not _pid_alive(info.pid):
+            # re-read inside the decision: the child may have just written its final status
+            info = self.get_run(run_id)
+            if not info.is_terminal:
+                self.update_run(run_id, status="failed", ended_at=time.time(),
+                                error="the training process exited without reporting (killed or out of memory?)")
+                info = self.get_run(run_id)
+        return info
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of this process counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
