@@ -73,7 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .launcher import preflight
     from .pipeline import run_training
 
     if args.run_dir is not None:  # a run queued by the launcher: config is already in the store
@@ -82,6 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         status = run_training(store, run_dir.name, progress=args.progress if args.progress is not None else False)
         return 0 if status in ("finished", "stopped") else 1
 
+    from .pipeline import train
+
     store = RunStore()
     if args.resume:
         info = store.get_run(args.resume)
@@ -89,16 +90,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"run {args.resume} is {info.status}; only an ended run can be resumed")
         store.update_run(args.resume, stop_requested=0, error=None)
         run_id = args.resume
-        resume = True
+        print(f"resuming run {run_id} → {store.run_dir(run_id)}", file=sys.stderr)
+        status = run_training(store, run_id, progress=args.progress, resume=True)
     else:
         overrides = {name: getattr(args, name) for name in flat_fields()}
         cfg = apply_overrides(get_preset(args.preset), {**overrides, "name": args.name or None})
-        preflight(cfg)
-        run_id = store.create_run(cfg.to_dict(), name=cfg.name)
-        cfg.save(store.run_dir(run_id) / "config.json")
-        resume = False
-    print(f"run {run_id} → {store.run_dir(run_id)}", file=sys.stderr)
-    status = run_training(store, run_id, progress=args.progress, resume=resume)
+        run_id = train(cfg, store, progress=args.progress)
+        status = store.get_run(run_id).status
     info = store.get_run(run_id)
     best = f"{info.best_val_loss:.4f}" if info.best_val_loss is not None else "-"
     print(f"run {run_id} {status} at step {info.step}; best val loss {best}", file=sys.stderr)

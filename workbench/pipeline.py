@@ -123,7 +123,13 @@ class AttentionSnapshots(Callback):
 
 # --- one run, start to end --------------------------------------------------------------------
 
-def run_training(store: RunStore, run_id: str, progress: bool | None = None, resume: bool = False) -> str:
+def run_training(
+    store: RunStore,
+    run_id: str,
+    progress: bool | None = None,
+    resume: bool = False,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+) -> str:
     """Train the run ``run_id`` whose config is in the store. Returns its final status.
 
     Any error ends the run as ``failed`` with the message in the store (and re-raises for the
@@ -145,6 +151,7 @@ def run_training(store: RunStore, run_id: str, progress: bool | None = None, res
                 StoreLogger(store, run_id),
                 AttentionSnapshots(store, run_id, exp.probe_ids, exp.tokenizer),
                 CheckpointCallback(run_dir / "ckpt", meta),
+                *callbacks,
             ],
             tokens_per_char=exp.tokens_per_char,
             progress=progress,
@@ -164,6 +171,26 @@ def run_training(store: RunStore, run_id: str, progress: bool | None = None, res
         if status == "failed":
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         raise
+
+
+def train(
+    cfg: RunConfig,
+    store: RunStore | None = None,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+    progress: bool | None = None,
+) -> str:
+    """Create a run for ``cfg`` and train it in this process (CLI, notebooks). Returns the run id.
+
+    The run lands in the same store as dashboard runs, so every face of the workbench sees it.
+    """
+    from .launcher import preflight
+
+    store = store or RunStore()
+    preflight(cfg)
+    run_id = store.create_run(cfg.to_dict(), name=cfg.name)
+    cfg.save(store.run_dir(run_id) / "config.json")
+    run_training(store, run_id, progress=progress, callbacks=callbacks)
+    return run_id
 
 
 # --- using a finished run ---------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""Shared fixtures. Every test gets its own ``$WORKBENCH_HOME`` so nothing touches ~/.workbench."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from workbench.config import RunConfig, apply_overrides, get_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Built artefacts (the Shakespeare text) are cached per test session, not in the user's cache.
+os.environ.setdefault("WORKBENCH_CACHE", str(ROOT / ".pytest_cache" / "workbench-cache"))
+
+
+@pytest.fixture(autouse=True)
+def wb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty workbench home for each test (runs, store)."""
+    home = tmp_path / "wb_home"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def tiny_cfg() -> Callable[..., RunConfig]:
+    """gpt-nano shrunk to run in about a second; keyword overrides use flat field names."""
+
+    def make(**overrides) -> RunConfig:
+        base = {"max_steps": 30, "eval_interval": 10, "eval_iters": 2, "log_interval": 5, "batch_size": 8,
+                "warmup_steps": 5, "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32}
+        return apply_overrides(get_preset("gpt-nano"), {**base, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def small_text_file(tmp_path: Path) -> Path:
+    """A user corpus: ~30 kB of text with a small alphabet."""
+    text = "\n".join(f"line {i}: the quick brown fox jumps over the lazy dog" for i in range(600))
+    path = tmp_path / "small.txt"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,67 @@
+"""Runs launched as separate processes, as the dashboard does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from workbench.corpora import CorpusError
+from workbench.launcher import run_status, start_run, stop_run, wait_for
+from workbench.runstore import RunStore
+
+
+def test_start_run_trains_in_a_subprocess(tiny_cfg) -> None:
+    store = RunStore()
+    run_id = start_run(tiny_cfg(max_steps=20), store)
+    info = store.get_run(run_id)
+    assert info.pid and info.pid != os.getpid()
+    info = wait_for(run_id, store, timeout=240)
+    assert info.status == "finished", (store.run_dir(run_id) / "stdout.log").read_text()
+    series = store.metric_series(run_id)
+    assert series["train/loss"][0] == [5, 10, 15, 20]
+    assert series["val/loss"][0] == [0, 10, 20]
+    assert [s for s, _ in store.artifacts(run_id, "attention")] == [0, 10, 20]
+    assert (store.run_dir(run_id) / "ckpt" / "best.safetensors").exists()
+
+
+def test_stop_run_ends_as_stopped_with_a_checkpoint(tiny_cfg) -> None:
+    store = RunStore()
+    run_id = start_run(tiny_cfg(max_steps=100_000, eval_interval=1000), store)
+    deadline = time.monotonic() + 180
+    while store.get_run(run_id).step < 10:
+        assert time.monotonic() < deadline and not store.reconcile(run_id).is_terminal
+        time.sleep(0.2)
+    stop_run(run_id, store)
+    info = wait_for(run_id, store, timeout=120)
+    assert info.status == "stopped"
+    assert 10 <= info.step < 100_000
+    assert (store.run_dir(run_id) / "ckpt" / "last.safetensors").exists()
+
+
+def test_killed_process_is_reported_failed_and_other_runs_are_untouched(tiny_cfg) -> None:
+    store = RunStore()
+    done = start_run(tiny_cfg(max_steps=10), store)
+    wait_for(done, store, timeout=240)
+    before = store.get_run(done)
+    victim = start_run(tiny_cfg(max_steps=100_000, eval_interval=1000), store)
+    while store.get_run(victim).status != "running":
+        time.sleep(0.2)
+    os.killpg(store.get_run(victim).pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while run_status(victim, store).status != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "exited without reporting" in store.get_run(victim).error
+    assert store.get_run(done) == before
+
+
+def test_bad_corpus_is_rejected_before_anything_starts(tiny_cfg, tmp_path) -> None:
+    store = RunStore()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xff\xff")
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        start_run(tiny_cfg(corpus=str(bad)), store)
+    assert store.list_runs() == []

