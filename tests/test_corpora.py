@@ -69,3 +69,26 @@ def test_classic_tinyshakespeare_file_loads_as_a_user_corpus() -> None:
     corpus = load_corpus(path)
     assert len(corpus.text) == 1_115_394
     assert len(set(corpus.text)) == 65
+
+
+def test_validation_holds_the_tail_of_every_play() -> None:
+    corpus = load_shakespeare()
+    train, val = corpus.split(0.1)
+    assert abs(len(val) / len(corpus.text) - 0.1) < 0.002
+    for doc in corpus.documents:  # every play's last line is validation text, its first is training text
+        assert doc.text.splitlines()[-1] in val
+        assert doc.text[:200] in train and doc.text[:200] not in val
+    one_file = load_corpus_from_text("abcdefghij")
+    assert one_file.split(0.2) == ("abcdefgh", "ij")  # a single file splits like nanoGPT's
+
+
+def test_every_play_has_a_real_title() -> None:
+    titles = [d.title for d in load_shakespeare().documents]
+    assert "Measure for Measure" in titles
+    assert not [t for t in titles if "-" in t and " " not in t]
+
+
+def load_corpus_from_text(text: str):
+    from workbench.corpora import Corpus, Document
+
+    return Corpus("t", [Document("t", "user", text)])

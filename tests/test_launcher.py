@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -65,3 +66,13 @@ def test_bad_corpus_is_rejected_before_anything_starts(tiny_cfg, tmp_path) -> No
     with pytest.raises(CorpusError, match="not UTF-8"):
         start_run(tiny_cfg(corpus=str(bad)), store)
     assert store.list_runs() == []
+
+
+def test_store_config_gets_the_tokenizer_vocab_size(tiny_cfg) -> None:
+    from workbench.pipeline import train
+
+    store = RunStore()
+    run_id = train(tiny_cfg(max_steps=5), store)
+    stored = store.get_run(run_id).config
+    assert stored["model"]["vocab_size"] == 78  # the Shakespeare plays' characters
+    assert json.loads((store.run_dir(run_id) / "config.json").read_text()) == stored

