@@ -1,0 +1,83 @@
+"""Sample: continue a prompt with the selected run's model (temperature, top-k, top-p)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import common
+from workbench.generate import sample_text
+from workbench.pipeline import load_run_model
+from workbench.runstore import RunStore
+from workbench.tokenizers import TokenizerError
+
+st.title("Sample")
+st.caption(
+    "The model predicts a probability for every token in its vocabulary; sampling draws the next token from it, "
+    "appends it and repeats. Temperature sharpens (< 1) or flattens (> 1) the distribution; top-k and top-p "
+    "keep only the most likely tokens. Temperature 0 always takes the most likely token (greedy)."
+)
+
+info = common.require_run("sample from it")
+if info is None:
+    st.stop()
+store = common.get_store()
+ckpt_dir = store.run_dir(info.id) / "ckpt"
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _model(_store: RunStore, home: str, run_id: str, which: str, mtime: float):
+    """Cached per run, checkpoint and checkpoint file time (a newer 'best' reloads)."""
+    return load_run_model(_store, run_id, which)
+
+
+with st.form("sample_form"):
+    st.text_area("Prompt", key="s_prompt", value="ROMEO:\n", height=100,
+                 help="The text to continue. Leave it empty to start from a new line.")
+    c = st.columns(6)
+    c[0].number_input("New tokens", 1, 2000, value=200, step=50, key="s_max_new")
+    c[1].slider("Temperature", 0.0, 2.0, value=0.8, step=0.05, key="s_temp")
+    c[2].number_input("Top-k (0 = off)", 0, 100_000, value=40, step=5, key="s_top_k")
+    c[3].slider("Top-p (1 = off)", 0.05, 1.0, value=1.0, step=0.05, key="s_top_p")
+    c[4].number_input("Seed", 0, 2**31 - 1, value=1337, step=1, key="s_seed")
+    c[5].radio("Checkpoint", ["best", "last"], key="s_which", horizontal=True,
+               help="best: lowest validation loss so far; last: the most recent step saved.")
+    go = st.form_submit_button("Generate", type="primary", icon=":material/auto_awesome:")
+
+if go:
+    ss = st.session_state
+    which = ss["s_which"]
+    path = ckpt_dir / f"{which}.safetensors"
+    if not path.exists() and which == "best":
+        path = ckpt_dir / "last.safetensors"
+    if not path.exists():
+        st.info(f"Run `{info.id}` has no '{which}' checkpoint yet: one is saved at its first evaluation.",
+                icon=":material/hourglass_top:")
+        st.stop()
+    try:
+        model, tokenizer, _cfg = _model(store, str(store.home), info.id, which, path.stat().st_mtime)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        st.error(f"Could not load the {which} checkpoint of run `{info.id}`: {exc}", icon=":material/error:")
+        st.stop()
+    try:
+        text = sample_text(model, tokenizer, ss["s_prompt"], int(ss["s_max_new"]), float(ss["s_temp"]),
+                           int(ss["s_top_k"]) or None, float(ss["s_top_p"]) if ss["s_top_p"] < 1.0 else None,
+                           int(ss["s_seed"]))
+    except TokenizerError as exc:
+        ss.pop("sample_out", None)
+        st.error(
+            f"The prompt cannot be encoded: {exc}. Change the prompt, or train a run with the 'bpe' tokenizer, "
+            "which can encode any text.", icon=":material/error:",
+        )
+    else:
+        ss["sample_out"] = (
+            info.id,
+            text,
+            f"{int(ss['s_max_new'])} new tokens from the **{which}** checkpoint of `{info.id}` "
+            f"({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}). Same seed and settings, same text.",
+        )
+
+out = st.session_state.get("sample_out")
+if out is not None and out[0] == info.id:
+    st.subheader("Output", divider="gray")
+    st.code(out[1], language=None, wrap_lines=True)
+    st.caption(out[2])

@@ -1,0 +1,385 @@
+"""The Streamlit dashboard, page by page, through Streamlit's AppTest (no browser).
+
+Every test points ``$WORKBENCH_HOME`` at a temporary store. Finished runs for the read-only
+pages are trained once per module, in-process and tiny; the Train page tests start real
+subprocesses through the launcher, as a user's click does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from workbench import launcher
+from workbench.config import apply_overrides, get_preset
+from workbench.corpora import load_shakespeare
+from workbench.pipeline import attention_snapshots, train
+from workbench.runstore import RunStore
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+TINY = dict(max_steps=30, eval_interval=10, eval_iters=2, batch_size=4, log_interval=5, warmup_steps=5)
+
+
+def _app(run: str | None = None, page: str | None = None) -> AppTest:
+    """The app on ``page`` (default: Train), opened with ``?run=<run>`` in the URL if given."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if page is None:
+        if run is not None:
+            at.query_params["run"] = run
+        at.run()
+    else:
+        at.run()  # AppTest needs one run to learn the st.navigation pages
+        at.switch_page(f"app_pages/{page}.py")
+        if run is not None:
+            at.query_params["run"] = run
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _array(v) -> np.ndarray:
+    """A plotly JSON array: a plain list, or plotly 7's ``{"dtype", "bdata"[, "shape"]}``."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        if "shape" in v:
+            shape = v["shape"] if isinstance(v["shape"], list) else [int(s) for s in str(v["shape"]).split(",")]
+            a = a.reshape(shape)
+        return a
+    return np.asarray(v, dtype=float)
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, str, str]:
+    """A store with two finished tiny runs: (home, newest run id, older run id)."""
+    home = tmp_path_factory.mktemp("trained")
+    store = RunStore(home)
+    older = train(apply_overrides(get_preset("gpt-nano"), {**TINY, "lr": 1e-3, "name": "slow-lr"}), store)
+    newest = train(apply_overrides(get_preset("gpt-nano"), TINY), store)
+    return home, newest, older
+
+
+@pytest.fixture
+def finished(trained, monkeypatch) -> tuple[Path, str, str]:
+    monkeypatch.setenv("WORKBENCH_HOME", str(trained[0]))
+    return trained
+
+
+# --- Train page ---------------------------------------------------------------------------------
+
+def test_train_page_shows_parameter_count_of_the_preset(home):
+    at = _app()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Vocabulary"] == str(len(set(load_shakespeare().text)))
+    assert metrics["Parameters"].endswith("k")  # gpt-nano: ~0.1 M parameters
+    assert not at.error
+    assert RunStore(home).list_runs() == []  # showing the form starts nothing
+
+
+def test_changing_the_preset_refills_the_form(home):
+    at = _app()
+    assert at.number_input(key="tf_n_embd").value == 64
+    at.selectbox(key="train_preset").set_value("gpt-cpu").run()
+    cpu = get_preset("gpt-cpu")
+    assert at.number_input(key="tf_n_layer").value == cpu.model.n_layer == 4
+    assert at.number_input(key="tf_n_embd").value == cpu.model.n_embd == 128
+    assert at.number_input(key="tf_max_steps").value == cpu.train.max_steps
+
+
+def test_form_values_survive_a_visit_to_another_page(home):
+    at = _app()
+    at.selectbox(key="train_preset").set_value("gpt-cpu").run()
+    at.number_input(key="tf_n_layer").set_value(3)
+    at.button(key="check").click().run()
+    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("app_pages/train.py").run()
+    assert at.selectbox(key="train_preset").value == "gpt-cpu"
+    assert at.number_input(key="tf_n_layer").value == 3
+    assert at.number_input(key="tf_n_embd").value == 128
+
+
+def test_n_embd_not_divisible_by_n_head_is_an_inline_error_and_starts_nothing(home):
+    at = _app()
+    at.number_input(key="tf_n_embd").set_value(65)
+    at.number_input(key="tf_n_head").set_value(4)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert "n_embd" in errors and "not divisible by n_head=4" in errors
+    assert at.title[0].value == "Train a model"  # stayed on the form
+    assert RunStore(home).list_runs() == []
+    assert not any((home / "runs").iterdir())
+
+
+def test_zero_learning_rate_is_an_inline_error(home):
+    at = _app()
+    at.number_input(key="tf_lr").set_value(0.0)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert "**lr**" in _texts(at.error)
+    assert RunStore(home).list_runs() == []
+    at.number_input(key="tf_lr").set_value(0.002)  # fixing it clears the error
+    at.button(key="check").click().run()
+    assert not at.error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_is_an_inline_error(home):
+    at = _app()
+    at.selectbox(key="tf_device").set_value("cuda")
+    at.button(key="launch").click().run()
+    assert "**device**" in _texts(at.error) and "CUDA" in _texts(at.error)
+    assert RunStore(home).list_runs() == []
+
+
+def test_upload_mistakes_are_inline_errors_and_write_nothing(home):
+    at = _app()
+    at.radio(key="tf_corpus_source").set_value("Upload a .txt file")
+    at.button(key="launch").click().run()
+    assert "**corpus**" in _texts(at.error) and "choose a .txt file" in _texts(at.error)
+
+    at.file_uploader(key="tf_upload").set_value(("latin1.txt", "café".encode("latin-1") * 100, "text/plain"))
+    at.button(key="launch").click().run()
+    assert "not UTF-8" in _texts(at.error)
+
+    at.file_uploader(key="tf_upload").set_value(("blank.txt", b"  \n\n ", "text/plain"))
+    at.button(key="launch").click().run()
+    assert "empty" in _texts(at.error)
+    assert not at.exception
+    assert RunStore(home).list_runs() == []
+    assert not (home / "uploads").exists() or not any((home / "uploads").iterdir())
+
+
+def test_valid_submit_starts_one_run_and_opens_monitor(home):
+    at = _app()
+    for name, value in {**TINY, "seed": 7}.items():
+        at.number_input(key=f"tf_{name}").set_value(value)
+    at.text_input(key="tf_run_name").set_value("from-the-form")
+    at.button(key="launch").click().run()
+    assert not at.exception and not at.error
+
+    store = RunStore(home)
+    runs = store.list_runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.name == "from-the-form"
+    assert run.config["train"]["max_steps"] == 30 and run.config["train"]["seed"] == 7
+    assert run.config["data"]["corpus"] == "shakespeare"
+    assert at.title[0].value == "Monitor"  # switched pages
+    assert at.query_params["run"] == run.id
+    assert f"Started run `{run.id}`" in _texts(at.success)
+
+    at.run()  # a bare rerun (refresh, fragment tick) never starts another run
+    assert len(store.list_runs()) == 1
+
+    info = launcher.wait_for(run.id, store, timeout=120)
+    assert info.status == "finished", info.error
+    assert info.step == 30
+    assert len(store.metric_series(run.id)["val/loss"][0]) == 4  # steps 0, 10, 20, 30
+    assert (store.run_dir(run.id) / "stdout.log").exists()
+
+
+def test_uploaded_corpus_is_saved_by_content_hash_and_trains(home):
+    text = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+            "must be in want of a wife.\n") * 40
+    at = _app()
+    at.radio(key="tf_corpus_source").set_value("Upload a .txt file")
+    at.file_uploader(key="tf_upload").set_value(("../../../etc/evil name.txt", text.encode(), "text/plain"))
+    for name, value in {**TINY, "block_size": 32}.items():
+        at.number_input(key=f"tf_{name}").set_value(value)
+    at.button(key="check").click().run()
+    assert not at.error
+    vocab = {m.label: m.value for m in at.metric}["Vocabulary"]
+    assert vocab == str(len(set(text)))  # the char vocabulary of the upload, not of Shakespeare
+    assert RunStore(home).list_runs() == []  # Check starts nothing
+
+    at.button(key="launch").click().run()
+    assert not at.exception and not at.error
+    (run,) = RunStore(home).list_runs()
+    corpus = Path(run.config["data"]["corpus"])
+    assert corpus.parent == home / "uploads"
+    assert corpus.name.endswith(".txt") and "evil" not in corpus.name and len(corpus.stem) == 16
+    assert corpus.read_text() == text
+    assert not (home.parent / "etc").exists()
+    info = launcher.wait_for(run.id, RunStore(home), timeout=120)
+    assert info.status == "finished", info.error
+
+
+# --- Monitor page -------------------------------------------------------------------------------
+
+def test_monitor_shows_status_and_loss_curves_of_a_finished_run(finished):
+    home, newest, _ = finished
+    at = _app(run=newest, page="monitor")
+    assert at.title[0].value == "Monitor"
+    assert ":material/check_circle: finished" in _texts(at.markdown)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Step"] == "30 / 30"
+    store = RunStore(home)
+    assert metrics["Best val loss"] == f"{store.get_run(newest).best_val_loss:.4f}"
+    assert not at.button  # no Stop button once the run has ended
+
+    charts = _charts(at)
+    assert len(charts) == 5  # loss, val/ppl, tokens/s, lr, grad_norm
+    traces = {t["name"]: t for t in charts[0]["data"]}
+    steps, values = store.metric_series(newest)["train/loss"]
+    assert list(_array(traces["train/loss"]["x"])) == steps
+    np.testing.assert_allclose(_array(traces["train/loss"]["y"]), values)
+    assert len(_array(traces["val/loss"]["x"])) == 4
+    assert all(len(_array(c["data"][0]["x"])) > 0 for c in charts)
+
+
+def test_monitor_of_a_live_run_has_a_stop_button_that_asks_the_store(home):
+    import os
+
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict(), name="live")
+    store.update_run(run_id, status="running", pid=os.getpid(), step=3)  # this process: alive
+    at = _app(run=run_id, page="monitor")
+    assert ":material/autorenew: running" in _texts(at.markdown)
+    assert "No metrics yet" in _texts(at.info)
+    at.button(key="stop").click().run()
+    assert store.stop_requested(run_id)
+    assert at.button(key="stop_disabled").disabled
+
+
+def test_monitor_shows_the_error_of_a_failed_run(home):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict())
+    store.update_run(run_id, status="failed", error="CorpusError: the corpus is too short")
+    at = _app(run=run_id, page="monitor")
+    assert "the corpus is too short" in _texts(at.error)
+
+
+def test_monitor_reconciles_a_dead_process_to_failed(home):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict())
+    store.update_run(run_id, status="running", pid=2**22 + 12345)  # no such process
+    at = _app(run=run_id, page="monitor")
+    assert "exited without reporting" in _texts(at.error)
+    assert store.get_run(run_id).status == "failed"
+
+
+# --- Attention page -----------------------------------------------------------------------------
+
+def test_attention_shows_heatmaps_of_each_snapshot(finished):
+    home, newest, _ = finished
+    at = _app(run=newest, page="attention")
+    snaps = attention_snapshots(RunStore(home), newest)
+    assert at.select_slider(key="attn_step").options == [str(s) for s, _ in snaps] == ["0", "10", "20", "30"]
+
+    heat, grid = _charts(at)
+    assert heat["data"][0]["type"] == "heatmap"
+    z = _array(heat["data"][0]["z"])
+    n_tokens = len(heat["data"][0]["x"])
+    assert z.reshape(n_tokens, n_tokens).sum(axis=1) == pytest.approx(np.ones(n_tokens), abs=1e-2)  # rows sum to 1
+    assert "Layer 0, head 0 · step 30" in heat["layout"]["title"]["text"]
+    cfg = get_preset("gpt-nano").model
+    assert [t["type"] for t in grid["data"]] == ["heatmap"] * (cfg.n_layer * cfg.n_head)
+
+    at.selectbox(key="attn_layer").set_value(1)
+    at.select_slider(key="attn_step").set_value(10)
+    at.run()
+    assert "Layer 1, head 0 · step 10" in _charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_attention_without_snapshots_is_a_friendly_info(home):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict())
+    store.update_run(run_id, status="stopped")
+    at = _app(run=run_id, page="attention")
+    assert "without any attention snapshot" in _texts(at.info)
+    assert not at.get("plotly_chart")
+
+
+# --- Sample page --------------------------------------------------------------------------------
+
+def test_sample_continues_the_prompt_reproducibly(finished):
+    _, newest, _ = finished
+    at = _app(run=newest, page="sample")
+    at.text_area(key="s_prompt").set_value("KING:\n")
+    at.number_input(key="s_max_new").set_value(60)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    first = at.code[0].value
+    assert first.startswith("KING:\n") and len(first) == len("KING:\n") + 60  # char tokenizer: 1 token = 1 char
+    at.button[0].click().run()
+    assert at.code[0].value == first  # same seed and settings, same text
+    at.number_input(key="s_seed").set_value(2)
+    at.button[0].click().run()
+    assert at.code[0].value != first
+
+
+def test_sample_with_characters_outside_the_vocabulary_says_what_to_change(finished):
+    _, newest, _ = finished
+    at = _app(run=newest, page="sample")
+    at.text_area(key="s_prompt").set_value("ROMEO: ☃")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "☃" in _texts(at.error) and "bpe" in _texts(at.error)
+    assert not at.code
+
+
+# --- Runs page and the shared run picker ----------------------------------------------------------
+
+def test_runs_page_lists_runs_and_compares_their_val_loss(finished):
+    _, newest, older = finished
+    at = _app(page="runs")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [newest, older]  # newest first
+    assert list(table["status"]) == ["finished", "finished"]
+    (chart,) = _charts(at)
+    names = [t["name"] for t in chart["data"]]
+    assert len(names) == 2 and any("slow-lr" in n for n in names)
+    assert all(len(_array(t["x"])) == 4 for t in chart["data"])  # val/loss at steps 0, 10, 20, 30
+    assert "train.lr" in list(at.dataframe[1].value.index)  # the setting in which they differ
+
+
+def test_run_picker_is_shared_across_pages_and_kept_in_the_url(finished):
+    _, newest, older = finished
+    at = _app()
+    assert at.query_params["run"] == newest  # default: the newest run
+    at.sidebar.selectbox[0].set_value(older).run()
+    assert at.query_params["run"] == older
+    at.switch_page("app_pages/monitor.py").run()
+    assert older in _texts(at.subheader)
+    assert at.query_params["run"] == older
+
+    refreshed = _app(run=older, page="attention")  # a browser refresh: a new session, same URL
+    assert "step 30" in _charts(refreshed)[0]["layout"]["title"]["text"]
+    assert refreshed.sidebar.selectbox[0].value == older
+
+
+@pytest.mark.parametrize("page", [None, "monitor", "attention", "sample", "runs"])
+def test_unknown_run_id_in_the_url_is_a_warning_not_a_traceback(finished, page):
+    _, newest, _ = finished
+    at = _app(run="20200101-000000-dead", page=page)  # _app asserts at.exception is empty
+    warning = _texts(at.warning)
+    assert "20200101-000000-dead" in warning and "not in this workbench's store" in warning
+    assert at.query_params["run"] == newest
+
+
+def test_pages_with_an_empty_store_point_to_train(home):
+    for page in ("monitor", "attention", "sample"):
+        at = _app(page=page)
+        assert "No run selected" in _texts(at.info)
+    at = _app(page="runs")
+    assert "No runs yet" in _texts(at.info)
