@@ -76,3 +76,32 @@ def test_store_config_gets_the_tokenizer_vocab_size(tiny_cfg) -> None:
     stored = store.get_run(run_id).config
     assert stored["model"]["vocab_size"] == 78  # the Shakespeare plays' characters
     assert json.loads((store.run_dir(run_id) / "config.json").read_text()) == stored
+
+
+def test_stopped_run_resumed_from_the_cli_ends_where_an_uninterrupted_run_ends(tiny_cfg) -> None:
+    from workbench.__main__ import main
+    from workbench.pipeline import train
+
+    store = RunStore()
+    cfg = tiny_cfg(max_steps=60, eval_interval=1000)  # evaluations at step 0 and 60 only
+    straight = train(cfg, store)
+
+    interrupted = start_run(cfg, store)
+    while store.get_run(interrupted).step < 10:
+        assert not store.reconcile(interrupted).is_terminal
+        time.sleep(0.1)
+    stop_run(interrupted, store)
+    info = wait_for(interrupted, store, timeout=120)
+    assert info.status == "stopped" and info.step < 60
+
+    resume_started = time.time()
+    assert main(["train", "--resume", interrupted, "--no-progress"]) == 0
+    resumed = store.get_run(interrupted)
+    # it continued from the checkpoint: steps up to the stop were not trained (or logged) again
+    rows = store.metrics(interrupted, names=["train/loss"])
+    assert all((t < resume_started) == (step <= info.step) for step, _, _, t in rows)
+    assert [step for step, *_ in rows] == list(range(5, 61, 5))
+    assert resumed.status == "finished" and resumed.step == 60
+    final = {rid: store.metric_series(rid)["val/loss"] for rid in (straight, interrupted)}
+    assert final[interrupted][0] == final[straight][0] == [0, 60]
+    assert final[interrupted][1] == pytest.approx(final[straight][1], rel=1e-6)
