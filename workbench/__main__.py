@@ -162,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler[args.command](args)
     except USER_ERRORS as exc:
-        text = str(exc) if not isinstance(exc, KeyError) else str(exc)
-        print(f"error: {text}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

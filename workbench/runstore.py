@@ -196,10 +196,11 @@ class RunStore:
                 raise UnknownRunError(run_id)
 
     def get_run(self, run_id: str) -> RunInfo:
-        row = self._execute_retry("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        cur = self._execute_retry("SELECT * FROM runs WHERE id = ?", (run_id,))
+        row = cur.fetchone()
         if row is None:
             raise UnknownRunError(run_id)
-        return self._to_info(row)
+        return _to_info(cur.description, row)
 
     def has_run(self, run_id: str) -> bool:
         return self._execute_retry("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -208,14 +209,8 @@ class RunStore:
         sql = "SELECT * FROM runs ORDER BY created_at DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [self._to_info(r) for r in self._execute_retry(sql).fetchall()]
-
-    def _to_info(self, row: tuple) -> RunInfo:
-        names = [d[0] for d in self._conn.execute("SELECT * FROM runs LIMIT 0").description]
-        d = dict(zip(names, row))
-        d["config"] = json.loads(d["config"])
-        d["stop_requested"] = bool(d["stop_requested"])
-        return RunInfo(**d)
+        cur = self._execute_retry(sql)
+        return [_to_info(cur.description, r) for r in cur.fetchall()]
 
     def request_stop(self, run_id: str) -> None:
         """Ask a live run to stop at its next step (the trainer polls this flag)."""
@@ -291,6 +286,13 @@ class RunStore:
                                 error="the training process exited without reporting (killed or out of memory?)")
                 info = self.get_run(run_id)
         return info
+
+
+def _to_info(description: tuple, row: tuple) -> RunInfo:
+    d = dict(zip((col[0] for col in description), row))
+    d["config"] = json.loads(d["config"])
+    d["stop_requested"] = bool(d["stop_requested"])
+    return RunInfo(**d)
 
 
 def _pid_alive(pid: int) -> bool:
