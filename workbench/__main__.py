@@ -12,7 +12,7 @@ import time
 import typing
 from pathlib import Path
 
-from .config import SECTIONS, ConfigError, RunConfig, apply_overrides, field_docs, flat_fields, get_preset, PRESETS
+from .config import SECTIONS, ConfigError, apply_overrides, field_docs, flat_fields, get_preset, PRESETS
 from .corpora import CorpusError
 from .runstore import RunStore, UnknownRunError
 from .tokenizers import TokenizerError

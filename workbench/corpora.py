@@ -12,7 +12,6 @@ and keep each play's title and genre (the package's folder) for later fine-tunin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -213,8 +212,3 @@ def split_train_val(text: str, val_fraction: float) -> tuple[str, str]:
     """
     n_val = max(1, int(round(len(text) * val_fraction)))
     return text[:-n_val], text[-n_val:]
-
-
-def text_fingerprint(text: str) -> str:
-    """Short content hash, recorded with a run so results can be traced to their data."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -202,9 +202,6 @@ class RunStore:
             raise UnknownRunError(run_id)
         return _to_info(cur.description, row)
 
-    def has_run(self, run_id: str) -> bool:
-        return self._execute_retry("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
-
     def list_runs(self, limit: int | None = None) -> list[RunInfo]:
         sql = "SELECT * FROM runs ORDER BY created_at DESC"
         if limit:

@@ -63,7 +63,3 @@ class Objective(ABC):
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput: ...
-
-    def num_examples(self, data: Any, seq_len: int) -> int:
-        """How many distinct windows a split holds (for too-short-corpus checks)."""
-        return len(data) - seq_len
