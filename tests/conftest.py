@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from workbench.config import RunConfig, apply_overrides, get_preset
+from workbench.config import RunConfig
+from workbench.overrides import apply_overrides
+from workbench.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Built artefacts (the Shakespeare text) are cached per test session, not in the user's cache.
 os.environ.setdefault("WORKBENCH_CACHE", str(ROOT / ".pytest_cache" / "workbench-cache"))
@@ -30,7 +31,7 @@ def tiny_cfg() -> Callable[..., RunConfig]:
     """gpt-nano shrunk to run in about a second; keyword overrides use flat field names."""
 
     def make(**overrides) -> RunConfig:
-        base = {"max_steps": 30, "eval_interval": 10, "eval_iters": 2, "log_interval": 5, "batch_size": 8,
+        base = {"max_steps": 30, "eval_interval": 10, "eval_chars": 2048, "log_interval": 5, "batch_size": 8,
                 "warmup_steps": 5, "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32}
         return apply_overrides(get_preset("gpt-nano"), {**base, **overrides})
 

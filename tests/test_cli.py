@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from workbench.overrides import apply_overrides
+from workbench.presets import get_preset
 from workbench.runstore import RunStore
 
-TINY = ["--preset", "gpt-nano", "--max-steps", "20", "--eval-interval", "10", "--eval-iters", "2",
+TINY = ["--preset", "gpt-nano", "--max-steps", "20", "--eval-interval", "10", "--eval-chars", "2048",
         "--n-embd", "32", "--block-size", "32", "--batch-size", "8", "--no-progress"]
 
 
@@ -50,13 +54,31 @@ def test_train_runs_sample(home_with_run) -> None:
     assert again.stdout == out.stdout  # seeded sampling is reproducible
 
 
-def test_help_lists_every_config_field() -> None:
-    from workbench.config import flat_fields
+def test_help_lists_every_config_field_grouped_by_section() -> None:
+    from workbench.overrides import bare_names, config_fields
+    from workbench.presets import get_preset
 
     res = subprocess.run([sys.executable, "-m", "workbench", "train", "--help"], capture_output=True, text=True)
     assert res.returncode == 0
-    for name in flat_fields():
-        assert "--" + name.replace("_", "-") in res.stdout
+    cfg = get_preset("gpt-nano")
+    for qualified in config_fields(cfg):
+        if qualified not in ("model.arch", "objective.name"):
+            assert "--" + qualified.replace("_", "-") in res.stdout  # --model.n-layer always works
+    for bare in bare_names(cfg):
+        assert "--" + bare.replace("_", "-") in res.stdout  # --n-layer where the name is unique
+    text = res.stdout
+    body = text[text.index("options:"):]
+    model, data, train = (body.index(h) for h in ("\nmodel (arch gpt):", "\ndata:", "\ntrain:"))
+    assert model < body.index("--n-layer") < data < body.index("--corpus") < train < body.index("--lr")
+    assert "--arch {gpt}" in text and "--objective {causal_lm}" in text
+
+
+def test_qualified_flags_work_like_bare_ones(wb_home: Path) -> None:
+    res = cli("train", *TINY, "--model.n-layer", "1", "--train.lr", "0.002", "--data.eval-chars", "1024", home=wb_home)
+    assert res.returncode == 0, res.stderr
+    (run,) = RunStore(wb_home).list_runs()
+    assert run.config["model"]["n_layer"] == 1 and run.config["train"]["lr"] == 0.002
+    assert run.config["data"]["eval_chars"] == 1024 and run.config["objective"] == {"name": "causal_lm"}
 
 
 BAD_INPUTS = [
@@ -113,3 +135,84 @@ def test_too_short_corpus_says_what_to_change(wb_home: Path, tmp_path: Path) -> 
     path.write_text("To be, or not to be.", encoding="utf-8")
     res = cli("train", *TINY, "--corpus", str(path), home=wb_home)
     assert res.returncode == 2 and "too short" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_diverging_run_fails_cleanly_without_a_traceback(wb_home: Path) -> None:
+    """A NaN used to reach the store (IntegrityError on metrics.value NOT NULL) and a traceback."""
+    res = cli("train", *TINY, "--lr", "1000", "--warmup-steps", "0", "--log-interval", "5", home=wb_home)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr and res.stderr.startswith("error: training diverged")
+    assert "lower lr (now 1000" in res.stderr
+    (run,) = RunStore(wb_home).list_runs()
+    assert run.status == "failed" and "diverged" in run.error
+    assert not any(math.isnan(v) for _, _, v, _ in RunStore(wb_home).metrics(run.id))
+    ckpt = RunStore(wb_home).run_dir(run.id) / "ckpt"
+    assert not (ckpt / "last.safetensors").exists()  # nothing trained was good enough to keep
+
+
+def test_resume_extends_a_run_and_refuses_what_cannot_change(wb_home: Path, small_text_file: Path) -> None:
+    res = cli("train", *TINY, "--corpus", str(small_text_file), home=wb_home)
+    assert res.returncode == 0, res.stderr
+    store = RunStore(wb_home)
+    (run,) = store.list_runs()
+    assert run.step == 20
+
+    same = cli("train", "--resume", run.id, "--no-progress", home=wb_home)  # nothing left to do
+    assert same.returncode == 2 and "already at step 20 of 20" in same.stderr and "--max-steps" in same.stderr
+
+    fixed = cli("train", "--resume", run.id, "--max-steps", "30", "--n-embd", "64", home=wb_home)
+    assert fixed.returncode == 2 and fixed.stderr.startswith("error: n_embd: cannot change when resuming")
+    assert store.get_run(run.id).step == 20 and store.get_run(run.id).status == "finished"
+
+    more = cli("train", "--resume", run.id, "--max-steps", "30", "--no-progress", home=wb_home)
+    assert more.returncode == 0, more.stderr
+    info = store.get_run(run.id)
+    assert (info.status, info.step, info.max_steps) == ("finished", 30, 30)
+    assert store.metric_series(run.id)["val/loss"][0] == [0, 10, 20, 30]
+
+    small_text_file.write_text(small_text_file.read_text() + "\nan extra line", encoding="utf-8")
+    changed = cli("train", "--resume", run.id, "--max-steps", "40", home=wb_home)
+    assert changed.returncode == 2 and "has changed since run" in changed.stderr
+    assert store.get_run(run.id).step == 30
+
+
+def test_resume_without_a_checkpoint_says_so(wb_home: Path) -> None:
+    store = RunStore(wb_home)
+    run_id = store.create_run(apply_overrides(get_preset("gpt-nano"), {"max_steps": 20}).to_dict())
+    store.update_run(run_id, status="failed", error="crashed before its first evaluation")
+    res = cli("train", "--resume", run_id, "--max-steps", "40", home=wb_home)
+    assert res.returncode == 2 and "has no checkpoint to resume from" in res.stderr
+    assert store.get_run(run_id).status == "failed"
+
+
+def test_a_killed_cli_run_is_reported_dead(wb_home: Path) -> None:
+    """Runs started from a terminal record their pid too: after kill -9 they do not stay 'running'."""
+    env = {**os.environ, "WORKBENCH_HOME": str(wb_home)}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "train", *TINY, "--max-steps", "100000"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(wb_home)
+    deadline = time.monotonic() + 120
+    while not (runs := store.list_runs()) or runs[0].step < 5:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    assert runs[0].pid == proc.pid and runs[0].status == "running"
+    proc.kill()
+    proc.wait()
+    table = cli("runs", home=wb_home)
+    assert "failed" in table.stdout and "died" in table.stdout
+    info = store.get_run(runs[0].id)
+    assert info.status == "failed" and f"pid {proc.pid}" in info.error
+
+
+def test_delete_asks_and_removes_the_run(home_with_run, wb_home: Path) -> None:
+    res = cli("train", *TINY, home=wb_home)
+    assert res.returncode == 0
+    store = RunStore(wb_home)
+    (run,) = store.list_runs()
+    env = {**os.environ, "WORKBENCH_HOME": str(wb_home)}
+    no = subprocess.run([sys.executable, "-m", "workbench", "delete", "--run", run.id], input="n\n",
+                        capture_output=True, text=True, env=env)
+    assert no.returncode == 1 and store.list_runs() and store.run_dir(run.id).exists()
+    yes = cli("delete", "--run", run.id, "--yes", home=wb_home)
+    assert yes.returncode == 0
+    assert store.list_runs() == [] and not store.run_dir(run.id).exists() and store.metrics(run.id) == []

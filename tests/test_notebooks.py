@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from workbench.config import apply_overrides, get_preset
+from workbench import apply_overrides, get_preset
 from workbench.notebook import LiveLossPlot
 from workbench.pipeline import train
 from workbench.runstore import RunStore
@@ -116,7 +116,7 @@ def test_notebook_executes(path: Path, tmp_path: Path, wb_home: Path, monkeypatc
 
 def test_live_loss_plot_tracks_the_store(wb_home: Path) -> None:
     store = RunStore(wb_home)
-    cfg = apply_overrides(get_preset("gpt-nano"), {"max_steps": 20, "eval_interval": 10, "log_interval": 5, "eval_iters": 2})
+    cfg = apply_overrides(get_preset("gpt-nano"), {"max_steps": 20, "eval_interval": 10, "log_interval": 5, "eval_chars": 2048})
     live = LiveLossPlot()
     run_id = train(cfg, store, callbacks=[live], progress=False)
 

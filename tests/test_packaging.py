@@ -51,5 +51,25 @@ def test_ci_runs_make_test_with_browser_tests_required() -> None:
 def test_dashboard_binds_localhost_by_default() -> None:
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     assert 'address = "127.0.0.1"' in config
-    assert "--server.address $(HOST)" in (ROOT / "Makefile").read_text()
-    assert "HOST   ?= 127.0.0.1" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-m workbench dashboard --host $(HOST)" in makefile and "HOST   ?= 127.0.0.1" in makefile
+
+
+def test_the_dashboard_command_passes_the_address_to_streamlit_wherever_it_runs(monkeypatch, tmp_path) -> None:
+    """``streamlit run dashboard/app.py`` from another folder binds every interface (Streamlit reads
+    .streamlit/config.toml from the current folder only); ``python -m workbench dashboard`` does not."""
+    import subprocess
+
+    from workbench import serve
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(serve.TOKEN_ENV, raising=False)
+    assert serve.serve_dashboard() == 0
+    cmd, env = calls[-1]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and serve.TOKEN_ENV not in env
+    assert serve.serve_dashboard("0.0.0.0", 9000) == 0
+    cmd, env = calls[-1]
+    assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
+    assert len(env[serve.TOKEN_ENV]) >= 24  # beyond loopback, always a token

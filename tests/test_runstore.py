@@ -112,4 +112,83 @@ def test_reconcile_marks_dead_process_failed(tmp_path: Path) -> None:
     proc.join()
     store.update_run(rid, status="running", pid=proc.pid)
     info = store.reconcile(rid)
-    assert info.status == "failed" and "exited" in info.error
+    assert info.status == "failed" and "died without reporting" in info.error
+
+
+def test_nan_metrics_are_refused_with_a_message(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    rid = store.create_run({})
+    with pytest.raises(ValueError, match="val/loss at step 3 is NaN"):
+        store.log_metrics(rid, 3, {"train/loss": 1.0, "val/loss": float("nan")})
+    assert store.metrics(rid) == []  # nothing half-written
+    store.log_metrics(rid, 4, {"val/ppl": float("inf")})  # inf is a number SQLite keeps
+    assert store.metric_series(rid)["val/ppl"] == ([4], [float("inf")])
+
+
+def test_a_store_from_the_first_version_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "store.db")
+    old.executescript("""CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+        config TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL, ended_at REAL, heartbeat_at REAL, pid INTEGER,
+        step INTEGER NOT NULL DEFAULT 0, max_steps INTEGER NOT NULL DEFAULT 0, best_val_loss REAL, num_params INTEGER,
+        device TEXT, error TEXT, stop_requested INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO runs (id, status, config, created_at) VALUES ('old', 'finished', '{}', 1.0);""")
+    old.commit()
+    old.close()
+    store = RunStore(tmp_path)
+    info = store.get_run("old")
+    assert info.status == "finished" and info.host is None and info.corpus_hash is None
+    store.update_run("old", corpus_hash="sha256:x")
+    assert RunStore(tmp_path).get_run("old").corpus_hash == "sha256:x"
+
+
+def test_a_live_process_that_stops_heartbeating_is_reported(tmp_path: Path) -> None:
+    """A notebook kernel stays alive after its run crashed; only the heartbeat tells."""
+    import os
+
+    store = RunStore(tmp_path)
+    rid = store.create_run({})
+    store.claim(rid)  # this (live) process, heartbeat now
+    assert store.reconcile(rid, stale_after_s=60).status == "running"
+    store.update_run(rid, heartbeat_at=time.time() - 120)
+    info = store.reconcile(rid, stale_after_s=60)
+    assert info.status == "failed" and "no heartbeat for 12" in info.error and info.pid == os.getpid()
+
+
+def test_runs_without_a_pid_from_older_versions_are_reconciled_too(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    rid = store.create_run({})
+    store.update_run(rid, status="running", started_at=time.time() - 3600, heartbeat_at=time.time() - 3600)
+    assert store.reconcile(rid).status == "failed"
+    queued = store.create_run({})  # a queued run the launcher is about to start: left alone
+    assert store.reconcile(queued).status == "queued"
+
+
+def test_delete_run_removes_rows_and_folder_but_not_a_live_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    keep, gone = store.create_run({}), store.create_run({})
+    for rid in (keep, gone):
+        store.log_metrics(rid, 1, {"train/loss": 1.0})
+        store.add_artifact(rid, "attention", 1, store.run_dir(rid) / "attn" / "x.npz")
+    store.update_run(gone, status="finished")
+    store.claim(keep)
+    with pytest.raises(ValueError, match="stop it before deleting"):
+        store.delete_run(keep)
+    store.delete_run(gone)
+    assert [r.id for r in store.list_runs()] == [keep]
+    assert store.metrics(gone) == [] and store.artifacts(gone, "attention") == []
+    assert not store.run_dir(gone).exists() and store.run_dir(keep).exists()
+
+
+def test_metric_rows_since_a_cursor_returns_only_new_rows(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    rid = store.create_run({})
+    store.log_metrics(rid, 10, {"train/loss": 2.0})
+    rows, cursor = store.metric_rows_since(rid)
+    assert rows == [(10, "train/loss", 2.0)]
+    store.log_metrics(rid, 10, {"val/loss": 2.5})  # same step, logged later
+    store.log_metrics(rid, 10, {"train/loss": 1.9})  # re-logged by a resume: comes again
+    rows, cursor2 = store.metric_rows_since(rid, cursor)
+    assert rows == [(10, "val/loss", 2.5), (10, "train/loss", 1.9)] and cursor2 > cursor
+    assert store.metric_rows_since(rid, cursor2) == ([], cursor2)

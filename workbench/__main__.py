@@ -1,56 +1,114 @@
-"""Command line: ``python -m workbench {train,runs,sample,stop,presets}``.
+"""Command line: ``python -m workbench {train,runs,sample,stop,delete,presets,dashboard}``.
 
-Every config field is a kebab-case flag of ``train`` (``--n-embd 256 --lr 3e-4``); flags
-override the chosen preset. Mistakes exit with status 2 and one line saying what to change.
+Every config field is a flag of ``train``, grouped by section in ``train --help``: the
+qualified form always works (``--model.n-layer 4``, ``--train.lr 3e-4``) and the bare form
+(``--n-layer 4``) wherever the name is unique among the chosen sections. ``--arch`` and
+``--objective`` choose the model family and the objective, and with them the flags that exist
+(``train --arch gpt --help``). Flags override the chosen preset. A mistake exits with status 2
+and one line saying what to change; a run that diverges exits with status 1, the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 import typing
 from pathlib import Path
 
-from .config import SECTIONS, ConfigError, apply_overrides, field_docs, flat_fields, get_preset, PRESETS
+from .config import ConfigError, RunConfig
+from .overrides import SELECTORS, apply_overrides, bare_names, config_fields
 from .corpora import CorpusError
+from .presets import PRESETS, get_preset
 from .runstore import RunStore, UnknownRunError
 from .tokenizers import TokenizerError
+from .trainer import DivergenceError
 
 USER_ERRORS = (ConfigError, CorpusError, TokenizerError, UnknownRunError, FileNotFoundError, ValueError)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    docs = field_docs()
-    hints = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
-    for name, (section, _f) in flat_fields().items():
-        hint = hints[section][name]
-        flag = "--" + name.replace("_", "-")
-        help_text = docs.get(name, "")
+# --- train's flags, built from the config the other flags choose ---------------------------------
+
+def _selection_parser() -> argparse.ArgumentParser:
+    """The flags that decide which config (and so which other flags) applies."""
+    from .models import FAMILIES
+    from .objectives import OBJECTIVES
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--preset", default=None, help=f"starting config: {', '.join(PRESETS)} (default: gpt-nano)")
+    p.add_argument("--arch", "--model.arch", dest="model.arch", choices=list(FAMILIES), default=None,
+                   help="model family (default: the preset's); its settings appear under 'model'")
+    p.add_argument("--objective", "--objective.name", dest="objective.name", choices=list(OBJECTIVES), default=None,
+                   help="training objective (default: the preset's); its settings appear under 'objective'")
+    p.add_argument("--resume", metavar="RUN_ID", default=None,
+                   help="continue an ended run from its last checkpoint; with --max-steps N, extend it "
+                        "(the cosine schedule then runs to the new end, so the learning rate rises again)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="train the queued run whose folder this is (used by the dashboard's launcher)")
+    p.add_argument("--from-checkpoint", action="store_true",
+                   help="with --run-dir: the run was queued by a resume; continue from its last checkpoint")
+    return p
+
+
+def _base_config(sel: argparse.Namespace) -> RunConfig:
+    if sel.resume:
+        given = [flag for flag, v in (("--preset", sel.preset), ("--arch", getattr(sel, "model.arch")),
+                                      ("--objective", getattr(sel, "objective.name"))) if v is not None]
+        if given:
+            raise ValueError(f"{given[0]} cannot be combined with --resume: a run keeps its model and objective")
+        return RunConfig.from_dict(RunStore().get_run(sel.resume).config)
+    cfg = get_preset(sel.preset or "gpt-nano")
+    return apply_overrides(cfg, {"arch": getattr(sel, "model.arch"), "objective": getattr(sel, "objective.name")})
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cfg: RunConfig) -> list[str]:
+    """One flag per field of ``cfg``'s sections, in one group per section; returns their dests."""
+    bare = {q: b for b, q in bare_names(cfg).items()}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    dests = []
+    for qualified, (section, f) in config_fields(cfg).items():
+        if qualified in (".".join(t) for t in SELECTORS.values()):
+            continue  # --arch / --objective, above
+        sec = getattr(cfg, section)
+        if section not in groups:
+            kind = {"model": f" (arch {cfg.model.arch})", "objective": f" ({cfg.objective.name})"}.get(section, "")
+            groups[section] = parser.add_argument_group(f"{section}{kind}", (type(sec).__doc__ or "").strip())
+        hint = typing.get_type_hints(type(sec))[f.name]
+        names = [f"--{section}.{f.name.replace('_', '-')}"]
+        if qualified in bare:
+            names.insert(0, "--" + bare[qualified].replace("_", "-"))
+        help_text = f"{type(sec).field_docs().get(f.name, '')} (default: {getattr(sec, f.name)!r})".replace("%", "%%")
+        kw: dict = {"dest": qualified, "default": None, "help": help_text}
         if typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+            kw["choices"] = typing.get_args(hint)
         elif hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            kw["action"] = argparse.BooleanOptionalAction
         elif hint in (int, float):
-            parser.add_argument(flag, type=hint, default=None, metavar=hint.__name__.upper(), help=help_text)
-        else:
-            parser.add_argument(flag, default=None, help=help_text)
+            kw.update(type=hint, metavar=hint.__name__.upper())
+        groups[section].add_argument(*names, **kw)
+        dests.append(qualified)
+    return dests
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workbench", description="Train and inspect small language models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    train = sub.add_parser("train", help="train a model (in this terminal)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--preset", default="gpt-nano", help=f"starting config: {', '.join(PRESETS)}")
+def _train_parser(sub: argparse._SubParsersAction, cfg: RunConfig) -> tuple[argparse.ArgumentParser, list[str]]:
+    train = sub.add_parser("train", parents=[_selection_parser()], help="train a model (in this terminal)",
+                           description="Train a model. Flags override the preset; see the groups below.")
     train.add_argument("--name", default="", help="a name for the run")
-    train.add_argument("--run-dir", type=Path, default=None,
-                       help="train the queued run whose folder this is (used by the dashboard's launcher)")
-    train.add_argument("--resume", metavar="RUN_ID", default=None, help="continue a run from its last checkpoint")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="show a progress bar (default: when the terminal is interactive)")
-    _add_config_flags(train)
+    return train, _add_config_flags(train, cfg)
+
+
+def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The whole CLI; ``train``'s config flags follow the preset/arch/objective/run in ``argv``."""
+    sel, _ = _selection_parser().parse_known_args(argv[1:] if argv and argv[0] == "train" else [])
+    cfg = _base_config(sel) if argv and argv[0] == "train" else get_preset("gpt-nano")
+
+    parser = argparse.ArgumentParser(prog="python -m workbench", description="Train and inspect small language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _, dests = _train_parser(sub, cfg)
 
     runs = sub.add_parser("runs", help="list runs with status and best val loss")
     runs.add_argument("--limit", type=int, default=50)
@@ -68,33 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="ask a running run to stop")
     stop.add_argument("--run", required=True)
 
+    delete = sub.add_parser("delete", help="delete an ended run: its store rows and its folder")
+    delete.add_argument("--run", required=True)
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     sub.add_parser("presets", help="list the named presets")
-    return parser
+
+    dash = sub.add_parser("dashboard", help="serve the dashboard (127.0.0.1 unless --host says otherwise)")
+    dash.add_argument("--host", default="127.0.0.1", help="address to listen on; beyond loopback a token is required")
+    dash.add_argument("--port", type=int, default=8501)
+    dash.add_argument("--token", default=None,
+                      help="access token for visitors from other machines (default: $WORKBENCH_TOKEN, "
+                           "or a new random one when --host is not loopback)")
+    return parser, dests
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import run_training
+# --- commands -------------------------------------------------------------------------------------
+
+def _cmd_train(args: argparse.Namespace, dests: list[str]) -> int:
+    from .pipeline import prepare_resume, run_training, train
 
     if args.run_dir is not None:  # a run queued by the launcher: config is already in the store
         run_dir = args.run_dir.resolve()
         store = RunStore(run_dir.parent.parent)
-        status = run_training(store, run_dir.name, progress=args.progress if args.progress is not None else False)
+        status = run_training(store, run_dir.name, progress=bool(args.progress), resume=args.from_checkpoint)
         return 0 if status in ("finished", "stopped") else 1
 
-    from .pipeline import train
-
     store = RunStore()
+    given = {d: getattr(args, d) for d in dests if getattr(args, d) is not None}
     if args.resume:
-        info = store.get_run(args.resume)
-        if not info.is_terminal:
-            raise ValueError(f"run {args.resume} is {info.status}; only an ended run can be resumed")
-        store.update_run(args.resume, stop_requested=0, error=None)
+        cfg = prepare_resume(store, args.resume, given)
+        print(f"resuming run {args.resume} at step {store.get_run(args.resume).step} "
+              f"to step {cfg.train.max_steps} → {store.run_dir(args.resume)}", file=sys.stderr)
+        status = run_training(store, args.resume, progress=args.progress, resume=True)
         run_id = args.resume
-        print(f"resuming run {run_id} → {store.run_dir(run_id)}", file=sys.stderr)
-        status = run_training(store, run_id, progress=args.progress, resume=True)
     else:
-        overrides = {name: getattr(args, name) for name in flat_fields()}
-        cfg = apply_overrides(get_preset(args.preset), {**overrides, "name": args.name or None})
+        selectors = {"arch": getattr(args, "model.arch"), "objective": getattr(args, "objective.name")}
+        cfg = apply_overrides(get_preset(args.preset or "gpt-nano"), {**selectors, **given, "name": args.name or None})
         run_id = train(cfg, store, progress=args.progress)
         status = store.get_run(run_id).status
     info = store.get_run(run_id)
@@ -109,13 +177,15 @@ def _fmt_time(t: float | None) -> str:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore()
-    rows = [["id", "name/preset", "status", "step", "best val", "params", "created"]]
+    rows = [["id", "name/preset", "status", "step", "best val", "params", "created", "note"]]
     for r in store.list_runs(args.limit):
         r = store.reconcile(r.id)
+        note = re.sub(r"^\w+(Error|Exception): ", "", r.error or "") if r.status == "failed" else ""
         rows.append([
             r.id, r.name or r.config.get("preset", ""), r.status, f"{r.step}/{r.max_steps}",
             f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
             f"{r.num_params / 1e6:.2f}M" if r.num_params else "-", _fmt_time(r.created_at),
+            note[:70] + ("…" if len(note) > 70 else ""),
         ])
     if len(rows) == 1:
         print(f"no runs yet in {store.home}; start one with: python -m workbench train --preset gpt-nano")
@@ -123,6 +193,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"times are local ({time.strftime('%Z')})", file=sys.stderr)
     return 0
 
 
@@ -147,20 +218,48 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_presets(args: argparse.Namespace) -> int:
-    from .config import preset_description
-
-    for name in PRESETS:
-        m = get_preset(name).model
-        print(f"{name:22s} {m.n_layer}L/{m.n_head}H/{m.n_embd} ctx {m.block_size}  {preset_description(name)}")
+def _cmd_delete(args: argparse.Namespace) -> int:
+    store = RunStore()
+    info = store.get_run(args.run)
+    if not args.yes:
+        answer = input(f"delete run {info.id} ({info.name or info.config.get('preset', '')}, {info.status}, "
+                       f"step {info.step}) and its folder? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    store.delete_run(args.run)
+    print(f"deleted run {args.run}")
     return 0
 
 
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import preset_description
+
+    for name in PRESETS:
+        cfg = get_preset(name)
+        print(f"{name:22s} {cfg.model.describe():24s} {cfg.objective.name:10s} {preset_description(name)}")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from .serve import serve_dashboard
+
+    return serve_dashboard(args.host, args.port, args.token or os.environ.get("WORKBENCH_TOKEN"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = {"train": _cmd_train, "runs": _cmd_runs, "sample": _cmd_sample, "stop": _cmd_stop, "presets": _cmd_presets}
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        parser, dests = build_parser(argv)
+        args = parser.parse_args(argv)
+        if args.command == "train":
+            return _cmd_train(args, dests)
+        handler = {"runs": _cmd_runs, "sample": _cmd_sample, "stop": _cmd_stop, "delete": _cmd_delete,
+                   "presets": _cmd_presets, "dashboard": _cmd_dashboard}
         return handler[args.command](args)
+    except DivergenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,14 +7,14 @@ evaluation, on a fixed probe text, so a run's attention can be watched over trai
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from .io import atomic_write
 
 
 @dataclass
@@ -38,13 +38,9 @@ class AttentionMaps:
 
     def save(self, path: str | Path) -> None:
         """Atomic ``.npz`` write: float16 weights keep snapshots small."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
-        os.close(fd)
-        np.savez_compressed(tmp, weights=self.weights.astype(np.float16), tokens=np.array(self.tokens, dtype=str),
-                            step=np.array(-1 if self.step is None else self.step))
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: np.savez_compressed(
+            fh, weights=self.weights.astype(np.float16), tokens=np.array(self.tokens, dtype=str),
+            step=np.array(-1 if self.step is None else self.step)))
 
     @classmethod
     def load(cls, path: str | Path) -> AttentionMaps:

@@ -8,8 +8,6 @@ a crash mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from .io import atomic_write
 
 FORMAT = "workbench-ckpt-1"
 
@@ -35,8 +35,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, meta: dict | None = None) -> None:
     """Write model (+ optimizer) to ``path`` atomically. Tied weights are stored once."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple[int, tuple[int, ...]], str] = {}
@@ -55,14 +53,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
                 t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
                 tensors[f"optim.{pid}.{k}"] = t.detach().cpu().contiguous()
         metadata["optim_param_groups"] = json.dumps(state["param_groups"])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, save(tensors, metadata=metadata))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -1,16 +1,31 @@
-"""Typed run configuration: model, data, training; presets; validation that names the field.
+"""Typed run configuration: four sections, validation that names the field, JSON round trips.
 
-Every field is a CLI flag (``--n-embd``), a dashboard control and a key in ``config.json``.
+A :class:`RunConfig` has four sections:
+
+- ``model``: a family chosen by ``arch`` (``gpt`` today; each family is its own dataclass,
+  declared next to its model in ``workbench/models/`` and registered in ``models.FAMILIES``);
+- ``objective``: chosen by ``name`` (each objective's dataclass lives next to it in
+  ``workbench/objectives/`` and is registered in ``objectives.OBJECTIVES``);
+- ``data``: corpus, tokenizer, split and the fixed evaluation text;
+- ``train``: optimizer, schedule, batches, bookkeeping, device.
+
+Every field is addressable as ``section.field`` (``model.n_layer``, ``train.lr``) or, where it
+is unique, by its bare name (``workbench.overrides``: CLI flags, dashboard controls, overrides).
 Validation lives in ``__post_init__`` so a bad value never reaches the trainer or the store.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from .io import atomic_write
 
 
 class ConfigError(ValueError):
@@ -22,119 +37,167 @@ class ConfigError(ValueError):
         self.message = message
 
 
-def _require(ok: bool, field_name: str, message: str) -> None:
+def require(ok: bool, field_name: str, message: str) -> None:
+    """Raise :class:`ConfigError` naming ``field_name`` unless ``ok``."""
     if not ok:
         raise ConfigError(field_name, message)
 
 
-@dataclass
-class ModelConfig:
-    """Shape of the model. ``block_size`` is the longest context the model can attend over."""
+def positive_ints(obj: Any, *names: str) -> None:
+    """Check that each named attribute of ``obj`` is an int > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        require(isinstance(value, int) and not isinstance(value, bool) and value > 0, name,
+                f"must be a positive integer, got {value!r}")
 
-    arch: Literal["gpt"] = "gpt"
-    """Model family. Only the GPT-style decoder exists so far; encoders and RNNs plug in here."""
-    n_layer: int = 2
-    """Number of transformer blocks."""
-    n_head: int = 2
-    """Attention heads per block; must divide ``n_embd``."""
-    n_embd: int = 64
-    """Width of the residual stream."""
-    block_size: int = 64
-    """Maximum context length (size of the position table)."""
-    vocab_size: int = 0
+
+# --- sections ------------------------------------------------------------------------------------
+
+class Section:
+    """What every config section shares: field docs read from the source, strict ``from_dict``."""
+
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """The docstring under each field (base classes included), for --help and form help."""
+        return dict(_docs_of(cls))
+
+    @classmethod
+    def user_fields(cls) -> list[dataclasses.Field]:
+        """Fields a user sets (not the derived ones, such as the model's ``vocab_size``)."""
+        return [f for f in fields(cls) if not f.metadata.get("derived")]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Section:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - known)
+        require(not unknown, cls.section, f"unknown keys {unknown} for {cls.__name__}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@cache
+def _docs_of(cls: type) -> tuple[tuple[str, str], ...]:
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            tree = ast.parse(inspect.getsource(klass))
+        except (OSError, TypeError):  # defined in a REPL or a test: no source to read
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = str(nxt.value.value).strip()  # type: ignore[attr-defined]
+    return tuple(docs.items())
+
+
+@dataclass
+class ModelConfig(Section):
+    """Base of every model family's config; ``arch`` picks the family (``models.FAMILIES``)."""
+
+    section: ClassVar[str] = "model"
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """What the family can do, matched against what an objective needs: 'causal' (never looks
+    ahead), 'bidirectional', 'attention' (weights can be captured), 'counting' (fitted without
+    gradients)."""
+
+    context_setting: ClassVar[str] = ""
+    """The field that sets :attr:`max_context` (named in error messages), e.g. 'block_size'."""
+
+    arch: str = "gpt"
+    """Model family: the registry name in ``workbench.models.FAMILIES``."""
+    vocab_size: int = field(default=0, metadata={"derived": True})
     """Filled in from the tokenizer at build time; 0 means 'not known yet'."""
-    dropout: float = 0.0
-    """Dropout on attention weights and residual branches (0 to disable)."""
-    bias: bool = True
-    """Biases in Linear and LayerNorm layers (GPT-2 has them)."""
-    pos_encoding: Literal["learned", "sinusoidal"] = "learned"
-    """Learned position embeddings (GPT-2) or fixed sinusoids (original Transformer)."""
-    tie_weights: bool = True
-    """Share the token embedding with the output projection (weight tying)."""
 
-    def __post_init__(self) -> None:
-        _require(self.arch == "gpt", "arch", f"unknown architecture {self.arch!r}; use 'gpt'")
-        for name in ("n_layer", "n_head", "n_embd", "block_size"):
-            value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, name, f"must be a positive integer, got {value!r}")
-        _require(
-            self.n_embd % self.n_head == 0,
-            "n_embd",
-            f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-            f"pick n_embd as a multiple of n_head (e.g. {self.n_head * max(1, round(self.n_embd / self.n_head))})",
-        )
-        _require(
-            self.block_size <= MAX_BLOCK_SIZE,
-            "block_size",
-            f"block_size={self.block_size} is above the maximum {MAX_BLOCK_SIZE}; lower it",
-        )
-        _require(self.vocab_size >= 0, "vocab_size", "must be >= 0")
-        _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _require(
-            self.pos_encoding in ("learned", "sinusoidal"),
-            "pos_encoding",
-            f"unknown {self.pos_encoding!r}; use 'learned' or 'sinusoidal'",
-        )
+    @property
+    def max_context(self) -> int | None:
+        """Longest sequence the model accepts; None for models without a limit (RNNs)."""
+        return None
 
-
-MAX_BLOCK_SIZE = 8192
-"""Largest context any preset or user config may ask for (attention is O(T^2) in memory)."""
+    def describe(self) -> str:
+        """A short shape summary for tables and pickers, e.g. 'gpt 4L/4H/128 ctx 64'."""
+        return self.arch
 
 
 @dataclass
-class DataConfig:
-    """Where the text comes from and how it becomes tokens."""
+class ObjectiveConfig(Section):
+    """Base of every objective's config; ``name`` picks the objective (``objectives.OBJECTIVES``)."""
+
+    section: ClassVar[str] = "objective"
+
+    name: str = "causal_lm"
+    """Training objective: the registry name in ``workbench.objectives.OBJECTIVES``."""
+
+
+@dataclass
+class DataConfig(Section):
+    """Where the text comes from, how it becomes tokens, and what it is scored on."""
+
+    section: ClassVar[str] = "data"
 
     corpus: str = "shakespeare"
     """A built-in corpus name ('shakespeare') or the path of a UTF-8 ``.txt`` file."""
     tokenizer: Literal["char", "bpe"] = "char"
-    """'char': one token per character; 'bpe': byte-level BPE trained on the corpus."""
+    """'char': one token per character; 'bpe': byte-level BPE trained on the training split."""
     vocab_size: int = 512
     """Target vocabulary size for trained tokenizers (ignored by 'char')."""
     val_fraction: float = 0.1
-    """Fraction of the text (its tail) held out for validation."""
+    """Fraction of each document's source (each play; a user file) held out, from its end, for validation."""
+    eval_chars: int = 32_768
+    """Characters of validation text scored at every evaluation (0 = all of it). The passages are
+    picked by the corpus alone, so every run on a corpus is scored on the same text, whatever its
+    seed, batch size or context."""
 
     def __post_init__(self) -> None:
-        _require(bool(str(self.corpus).strip()), "corpus", "is empty; name 'shakespeare' or a .txt file")
-        _require(self.tokenizer in ("char", "bpe"), "tokenizer", f"unknown {self.tokenizer!r}; use 'char' or 'bpe'")
-        _require(
+        require(bool(str(self.corpus).strip()), "corpus", "is empty; name 'shakespeare' or a .txt file")
+        require(self.tokenizer in ("char", "bpe"), "tokenizer", f"unknown {self.tokenizer!r}; use 'char' or 'bpe'")
+        require(
             isinstance(self.vocab_size, int) and 260 <= self.vocab_size <= 100_000,
             "vocab_size",
             f"must be between 260 (the 256 bytes plus a few merges) and 100000, got {self.vocab_size}",
         )
-        _require(0.0 < self.val_fraction < 0.5, "val_fraction", f"must be in (0, 0.5), got {self.val_fraction}")
+        require(0.0 < self.val_fraction < 0.5, "val_fraction", f"must be in (0, 0.5), got {self.val_fraction}")
+        require(isinstance(self.eval_chars, int) and (self.eval_chars == 0 or self.eval_chars >= 256), "eval_chars",
+                f"must be 0 (the whole validation split) or at least 256, got {self.eval_chars}")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """Optimisation and bookkeeping. Steps count optimizer steps."""
 
-    objective: Literal["causal_lm"] = "causal_lm"
-    """Training objective; the model only returns logits, the objective owns the loss."""
+    section: ClassVar[str] = "train"
+
     max_steps: int = 200
-    """Optimizer steps to train for."""
+    """Optimizer steps to train for (raise it on resume to extend a run)."""
     batch_size: int = 16
     """Sequences per step."""
     seq_len: int = 0
-    """Training window length; 0 means the model's ``block_size``. Must not exceed it."""
+    """Training window length; 0 means the model's longest context. Must not exceed it."""
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """'adamw' (decoupled weight decay), 'adam' (weight decay as an L2 term) or 'sgd' (with momentum)."""
     lr: float = 1e-3
-    """Peak learning rate (AdamW)."""
+    """Peak learning rate."""
     min_lr: float = 1e-4
     """Learning rate at the end of the cosine decay."""
     warmup_steps: int = 20
     """Linear warm-up steps before the cosine decay."""
     weight_decay: float = 0.1
-    """AdamW weight decay, applied to weight matrices and embeddings (not biases or norms)."""
+    """Weight decay, applied to weight matrices and embeddings (not biases or norms)."""
     beta1: float = 0.9
-    """AdamW beta1."""
+    """Adam/AdamW beta1."""
     beta2: float = 0.99
-    """AdamW beta2."""
+    """Adam/AdamW beta2."""
+    momentum: float = 0.9
+    """SGD momentum (ignored by Adam and AdamW)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables)."""
     eval_interval: int = 50
-    """Evaluate on the validation split every this many steps (and at the last step)."""
-    eval_iters: int = 10
-    """Validation batches per evaluation (the same batches every time)."""
+    """Evaluate on the validation text every this many steps (and at the last step)."""
     log_interval: int = 10
     """Write training metrics to the store every this many steps."""
     seed: int = 1337
@@ -147,30 +210,68 @@ class TrainConfig:
     """torch.compile the model; 'auto' is on for cuda only (on CPU it costs more than it saves)."""
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.max_steps, int) and self.max_steps > 0, "max_steps", f"must be > 0, got {self.max_steps}")
-        _require(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
-        _require(isinstance(self.seq_len, int) and self.seq_len >= 0, "seq_len", f"must be >= 0 (0 = block_size), got {self.seq_len}")
-        _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}; try 1e-3 for small models")
-        _require(0 <= self.min_lr <= self.lr, "min_lr", f"must be in [0, lr={self.lr}], got {self.min_lr}")
-        _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
-        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _require(0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}")
-        _require(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
-        _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
-        _require(self.eval_interval > 0, "eval_interval", f"must be > 0, got {self.eval_interval}")
-        _require(self.eval_iters > 0, "eval_iters", f"must be > 0, got {self.eval_iters}")
-        _require(self.log_interval > 0, "log_interval", f"must be > 0, got {self.log_interval}")
-        _require(self.device in ("auto", "cpu", "cuda", "mps"), "device", f"unknown {self.device!r}; use auto, cpu, cuda or mps")
-        _require(self.dtype in ("auto", "float32", "bfloat16"), "dtype", f"unknown {self.dtype!r}")
-        _require(self.compile in ("auto", "on", "off"), "compile", f"unknown {self.compile!r}; use auto, on or off")
-        _require(self.objective == "causal_lm", "objective", f"unknown objective {self.objective!r}; use 'causal_lm'")
+        positive_ints(self, "max_steps", "batch_size", "eval_interval", "log_interval")
+        require(isinstance(self.seq_len, int) and self.seq_len >= 0, "seq_len",
+                f"must be >= 0 (0 = the model's context), got {self.seq_len}")
+        require(self.optimizer in ("adamw", "adam", "sgd"), "optimizer",
+                f"unknown {self.optimizer!r}; use adamw, adam or sgd")
+        require(self.lr > 0, "lr", f"must be > 0, got {self.lr}; try 1e-3 for small models")
+        require(0 <= self.min_lr <= self.lr, "min_lr", f"must be in [0, lr={self.lr}], got {self.min_lr}")
+        require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps",
+                f"must be >= 0, got {self.warmup_steps}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}")
+        require(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
+        require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+        require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        require(self.device in ("auto", "cpu", "cuda", "mps"), "device", f"unknown {self.device!r}; use auto, cpu, cuda or mps")
+        require(self.dtype in ("auto", "float32", "bfloat16"), "dtype", f"unknown {self.dtype!r}")
+        require(self.compile in ("auto", "on", "off"), "compile", f"unknown {self.compile!r}; use auto, on or off")
+
+
+# --- registries (lazy: the model and objective modules import this one) --------------------------
+
+def model_config_class(arch: str) -> type[ModelConfig]:
+    """The config dataclass of a model family, by ``arch``."""
+    from .models import FAMILIES
+
+    require(arch in FAMILIES, "arch", f"unknown architecture {arch!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[arch].config_cls
+
+
+def objective_config_class(name: str) -> type[ObjectiveConfig]:
+    """The config dataclass of an objective, by ``name``."""
+    from .objectives import OBJECTIVES
+
+    require(name in OBJECTIVES, "objective", f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name].config_cls
+
+
+def objective_needs(name: str) -> frozenset[str]:
+    from .objectives import OBJECTIVES
+
+    return OBJECTIVES[name].needs
+
+
+# --- the whole run --------------------------------------------------------------------------------
+
+SECTION_NAMES = ("model", "objective", "data", "train")
+
+
+def _default_model() -> ModelConfig:
+    return model_config_class("gpt")()
+
+
+def _default_objective() -> ObjectiveConfig:
+    return objective_config_class("causal_lm")()
 
 
 @dataclass
 class RunConfig:
     """Everything one training run needs; saved as ``runs/<id>/config.json``."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=_default_model)
+    objective: ObjectiveConfig = field(default_factory=_default_objective)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = ""
@@ -180,42 +281,45 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
-            self.model = ModelConfig(**self.model)
+            self.model = _model_from_dict(self.model)
+        if isinstance(self.objective, dict):
+            self.objective = _objective_from_dict(self.objective)
         if isinstance(self.data, dict):
-            self.data = DataConfig(**self.data)
+            self.data = DataConfig.from_dict(self.data)  # type: ignore[assignment]
         if isinstance(self.train, dict):
-            self.train = TrainConfig(**self.train)
-        _require(
-            self.train.seq_len <= self.model.block_size,
+            self.train = TrainConfig.from_dict(self.train)  # type: ignore[assignment]
+        needs = objective_needs(self.objective.name)
+        missing = sorted(needs - self.model.capabilities)
+        require(not missing, "objective",
+                f"{self.objective.name} needs a model that is {' and '.join(missing)}; "
+                f"arch {self.model.arch!r} is not; pick another objective or architecture")
+        limit = self.model.max_context
+        require(limit is not None or self.train.seq_len > 0, "seq_len",
+                f"arch {self.model.arch!r} has no fixed context: set seq_len (e.g. 64)")
+        setting = self.model.context_setting or "the model's context"
+        require(
+            limit is None or self.train.seq_len <= limit,
             "seq_len",
-            f"seq_len={self.train.seq_len} is above the model's maximum context block_size={self.model.block_size}; "
-            f"lower seq_len or raise block_size",
+            f"seq_len={self.train.seq_len} is above the model's maximum context {setting}={limit}; "
+            f"lower seq_len or raise {setting}",
         )
 
     @property
     def seq_len(self) -> int:
         """The training window actually used."""
-        return self.train.seq_len or self.model.block_size
+        return self.train.seq_len or int(self.model.max_context or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"model": self.model.to_dict(), "objective": self.objective.to_dict(), "data": self.data.to_dict(),
+                "train": self.train.to_dict(), "preset": self.preset, "name": self.name}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = upgrade_config_dict(d)
         known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        _require(not unknown, "config", f"unknown keys {sorted(unknown)}")
-        sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
-        kwargs: dict[str, Any] = {}
-        for key, value in d.items():
-            if key in sections:
-                sec_fields = {f.name for f in fields(sections[key])}
-                bad = set(value) - sec_fields
-                _require(not bad, key, f"unknown keys {sorted(bad)}")
-                kwargs[key] = sections[key](**value)
-            else:
-                kwargs[key] = value
-        return cls(**kwargs)
+        unknown = sorted(set(d) - known)
+        require(not unknown, "config", f"unknown keys {unknown}")
+        return cls(**d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -225,131 +329,40 @@ class RunConfig:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+        atomic_write(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
-
-# --- flat view: every field of every section under one unique name (CLI flags, forms) -----------
-
-SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+    def sections(self) -> dict[str, Section]:
+        return {name: getattr(self, name) for name in SECTION_NAMES}
 
 
-def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Map each field name to (section, Field). Names are unique across sections, except
-    ``vocab_size`` which the flat view takes from ``data`` (the model's is derived).
+def _model_from_dict(d: dict[str, Any]) -> ModelConfig:
+    require(isinstance(d, dict), "model", "must be a mapping of model settings")
+    return model_config_class(d.get("arch", "gpt")).from_dict(d)  # type: ignore[return-value]
 
-    >>> flat_fields()["n_embd"][0]
-    'model'
+
+def _objective_from_dict(d: dict[str, Any]) -> ObjectiveConfig:
+    require(isinstance(d, dict), "objective", "must be a mapping of objective settings")
+    return objective_config_class(d.get("name", "causal_lm")).from_dict(d)  # type: ignore[return-value]
+
+
+def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """Read configs written by earlier versions (runs keep their ``config.json`` forever).
+
+    Version 1 (the first spine) had no ``objective`` section: the objective was
+    ``train.objective``; validation used ``train.eval_iters`` random batches, replaced by the
+    corpus-fixed ``data.eval_chars``.
+
+    >>> upgrade_config_dict({"train": {"objective": "causal_lm", "eval_iters": 8}})["objective"]
+    {'name': 'causal_lm'}
     """
-    out: dict[str, tuple[str, dataclasses.Field]] = {}
-    for section, cls in SECTIONS.items():
-        for f in fields(cls):
-            if section == "model" and f.name == "vocab_size":
-                continue  # derived from the tokenizer
-            assert f.name not in out, f"duplicate flat field {f.name}"
-            out[f.name] = (section, f)
-    return out
-
-
-def field_docs() -> dict[str, str]:
-    """Docstring of each flat field, read from the source (used for --help and form help)."""
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
-    for section, cls in SECTIONS.items():
-        tree = ast.parse(inspect.getsource(cls))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                name = node.target.id  # type: ignore[attr-defined]
-                if not (section == "model" and name == "vocab_size"):
-                    docs[name] = str(nxt.value.value).strip()
-    return docs
-
-
-def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Return a new validated config with flat overrides applied.
-
-    >>> apply_overrides(get_preset("gpt-nano"), {"n_embd": 96, "lr": 3e-4}).model.n_embd
-    96
-    """
-    d = cfg.to_dict()
-    flat = flat_fields()
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        if name in ("name", "preset"):
-            d[name] = value
-            continue
-        _require(name in flat, name, "unknown setting")
-        section, _ = flat[name]
-        d[section][name] = value
-    return RunConfig.from_dict(d)
-
-
-# --- presets ------------------------------------------------------------------------------------
-
-def _preset_gpt_nano() -> RunConfig:
-    """A few seconds on a laptop CPU; what the tests and the first demo use."""
-    return RunConfig(
-        model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64),
-        data=DataConfig(tokenizer="char"),
-        train=TrainConfig(max_steps=200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=20,
-                          eval_interval=50, eval_iters=8, log_interval=10),
-        preset="gpt-nano",
-    )
-
-
-def _preset_gpt_cpu() -> RunConfig:
-    """nanoGPT's CPU recipe for shakespeare-char: 4L/4H/128, ctx 64, batch 12 (val ~1.88 @ 2000)."""
-    return RunConfig(
-        model=ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, bias=False),
-        data=DataConfig(tokenizer="char"),
-        train=TrainConfig(max_steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                          eval_interval=250, eval_iters=20, log_interval=10),
-        preset="gpt-cpu",
-    )
-
-
-def _preset_gpt_shakespeare_char() -> RunConfig:
-    """nanoGPT's baby GPT: 6L/6H/384, ctx 256, dropout 0.2, no biases (val 1.4697 @ 5000 on an A100)."""
-    return RunConfig(
-        model=ModelConfig(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=False),
-        data=DataConfig(tokenizer="char"),
-        train=TrainConfig(max_steps=5000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                          eval_interval=250, eval_iters=200, log_interval=10),
-        preset="gpt-shakespeare-char",
-    )
-
-
-def _preset_gpt_mini_bpe() -> RunConfig:
-    """A small word-piece-level model: byte-level BPE with 2k merges, 4L/4H/128, ctx 128."""
-    return RunConfig(
-        model=ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128),
-        data=DataConfig(tokenizer="bpe", vocab_size=2048),
-        train=TrainConfig(max_steps=1000, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=50,
-                          eval_interval=100, eval_iters=20, log_interval=10),
-        preset="gpt-mini-bpe",
-    )
-
-
-PRESETS = {
-    "gpt-nano": _preset_gpt_nano,
-    "gpt-cpu": _preset_gpt_cpu,
-    "gpt-shakespeare-char": _preset_gpt_shakespeare_char,
-    "gpt-mini-bpe": _preset_gpt_mini_bpe,
-}
-
-
-def get_preset(name: str) -> RunConfig:
-    """A fresh copy of a named preset; unknown names list the known ones."""
-    _require(name in PRESETS, "preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]()
-
-
-def preset_description(name: str) -> str:
-    return (PRESETS[name].__doc__ or "").strip()
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    train = d.get("train")
+    if isinstance(train, dict):
+        if "objective" in train:
+            d.setdefault("objective", {"name": train.pop("objective")})
+        train.pop("eval_iters", None)
+    return d

@@ -42,10 +42,10 @@ def generate(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     was_training = model.training
     model.eval()
-    block_size = model.config.block_size
+    limit = getattr(model, "max_context", None)  # None: no limit (recurrent models)
     try:
         for _ in range(max_new_tokens):
-            context = idx[:, -block_size:]  # crop to the model's window
+            context = idx[:, -limit:] if limit else idx  # crop to the model's window
             logits = model(context).logits[:, -1, :].float()  # (B, V)
             if temperature == 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)

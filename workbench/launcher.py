@@ -1,4 +1,4 @@
-"""Start, stop and watch runs as separate processes (what the dashboard's buttons call).
+"""Start, resume, stop and watch runs as separate processes (what the dashboard's buttons call).
 
 A subprocess, not a thread: it survives Streamlit reruns and browser refreshes, a crash or
 out-of-memory kills only itself, and it is exactly what a user would type in a terminal.
@@ -11,34 +11,78 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import RunConfig
-from .corpora import BUILTIN_CORPORA, load_text_file
+from .experiment import count_parameters, preflight
+from .limits import LaunchLimits
 from .runstore import RunInfo, RunStore
 
 
-def preflight(cfg: RunConfig) -> None:
-    """Cheap checks before a process is started, so a bad file is reported at once, inline."""
-    if cfg.data.corpus not in BUILTIN_CORPORA:
-        load_text_file(cfg.data.corpus)  # raises CorpusError: missing, empty, not UTF-8, too large
+def live_runs(store: RunStore) -> list[RunInfo]:
+    """Runs queued or training right now (dead processes reconciled first)."""
+    return [info for r in store.list_runs() if not r.is_terminal and not (info := store.reconcile(r.id)).is_terminal]
 
 
-def start_run(cfg: RunConfig, store: RunStore | None = None, name: str = "") -> str:
-    """Create a queued run, write its config and start ``python -m workbench train --run-dir``."""
-    store = store or RunStore()
-    preflight(cfg)
-    run_id = store.create_run(cfg.to_dict(), name=name or cfg.name)
+def _spawn(store: RunStore, run_id: str, from_checkpoint: bool = False) -> None:
+    """``python -m workbench train --run-dir runs/<id>``, detached, output appended to stdout.log.
+
+    If the process cannot even be started, the run is marked failed (it must not stay queued).
+    """
     run_dir = store.run_dir(run_id)
-    cfg.save(run_dir / "config.json")
     env = {**os.environ, "WORKBENCH_HOME": str(store.home), "PYTHONUNBUFFERED": "1"}
-    with open(run_dir / "stdout.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench", "train", "--run-dir", str(run_dir)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,  # survives the dashboard's reruns and restarts
-        )
+    cmd = [sys.executable, "-m", "workbench", "train", "--run-dir", str(run_dir)]
+    if from_checkpoint:
+        cmd.append("--from-checkpoint")
+    try:
+        with open(run_dir / "stdout.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,  # survives the dashboard's reruns and restarts
+            )
+    except OSError as exc:
+        store.update_run(run_id, status="failed", ended_at=time.time(),
+                         error=f"could not start the training process: {exc}")
+        raise
     store.update_run(run_id, pid=proc.pid)
+
+
+def start_run(cfg: RunConfig, store: RunStore | None = None, name: str = "",
+              limits: LaunchLimits | None = None, vocab_size: int | None = None,
+              preflighted: bool = False) -> str:
+    """Create a queued run, write its config and start training it in its own process.
+
+    With ``limits`` (the dashboard passes them), a run that would go past one is refused with a
+    :class:`~workbench.config.ConfigError` naming the setting; ``vocab_size`` sizes the model
+    for that check (the tokenizer is only trained in the new process). ``preflighted`` skips
+    :func:`~workbench.experiment.preflight` when the caller has just run it on this config.
+    """
+    store = store or RunStore()
+    if limits is not None:
+        limits.check(cfg, count_parameters(cfg, vocab_size or cfg.data.vocab_size), len(live_runs(store)))
+    if not preflighted:
+        preflight(cfg)
+    run_id = store.create_run(cfg.to_dict(), name=name or cfg.name)
+    cfg.save(store.run_dir(run_id) / "config.json")
+    _spawn(store, run_id)
     return run_id
+
+
+def resume_run(run_id: str, store: RunStore | None = None, overrides: dict[str, Any] | None = None,
+               limits: LaunchLimits | None = None) -> RunConfig:
+    """Continue an ended run from its last checkpoint in a new process (``max_steps`` extends it;
+    the cosine schedule then runs to the new end, so the learning rate rises again)."""
+    from .overrides import apply_overrides
+    from .pipeline import prepare_resume
+
+    store = store or RunStore()
+    info = store.get_run(run_id)
+    if limits is not None:
+        limits.check(apply_overrides(RunConfig.from_dict(info.config), overrides or {}), info.num_params or 0,
+                     len(live_runs(store)))
+    cfg = prepare_resume(store, run_id, overrides)
+    _spawn(store, run_id, from_checkpoint=True)
+    return cfg
 
 
 def stop_run(run_id: str, store: RunStore | None = None) -> None:

@@ -1,9 +1,9 @@
-"""Language-modelling metrics from a mean negative log-likelihood in nats.
+"""Language-modelling metrics from negative log-likelihoods in nats.
 
 >>> round(perplexity(math.log(4.0)), 6)
 4.0
->>> round(bits_per_char(math.log(2.0), tokens_per_char=1.0), 6)
-1.0
+>>> round(bits_per_char(nll_sum=10 * math.log(2.0), num_chars=5), 6)
+2.0
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ def perplexity(mean_nll: float) -> float:
     return math.exp(min(mean_nll, 700.0))  # guard overflow for diverged runs
 
 
-def bits_per_char(mean_nll: float, tokens_per_char: float = 1.0) -> float:
-    """Mean NLL per token in nats -> bits per character; comparable across tokenizers."""
-    return mean_nll / math.log(2.0) * tokens_per_char
+def bits_per_char(nll_sum: float, num_chars: float) -> float:
+    """Summed NLL (nats) of some tokens over the characters those tokens spell -> bits per
+    character: comparable across tokenizers (a subword token pays for all its characters)."""
+    return nll_sum / math.log(2.0) / max(1.0, num_chars)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> float:

@@ -30,14 +30,14 @@ class LiveLossPlot(Callback):
     A step logged twice (a resumed run re-logs) replaces its point, like the run store does.
 
     >>> import tempfile
-    >>> from workbench.config import apply_overrides, get_preset
+    >>> from workbench import apply_overrides, get_preset
     >>> from workbench.pipeline import train
     >>> from workbench.runstore import RunStore
     >>> live = LiveLossPlot(title="nano run")
     >>> [trace.name for trace in live.figure.data]
     ['train/loss', 'val/loss']
     >>> cfg = apply_overrides(get_preset("gpt-nano"),
-    ...                       {"max_steps": 20, "eval_interval": 10, "log_interval": 5, "eval_iters": 2})
+    ...                       {"max_steps": 20, "eval_interval": 10, "log_interval": 5, "eval_chars": 2048})
     >>> with tempfile.TemporaryDirectory() as home:  # a throwaway store; usually RunStore()
     ...     run_id = train(cfg, RunStore(home), callbacks=[live], progress=False)
     >>> live.steps("train/loss"), live.steps("val/loss")

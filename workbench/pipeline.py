@@ -1,90 +1,34 @@
-"""From a :class:`RunConfig` to a trained run: corpus -> tokenizer -> data -> model -> trainer.
+"""One run, start to end: the store, the run's folder, the callbacks, resume, and loading it back.
 
 ``run_training`` is what ``python -m workbench train`` and the dashboard's launched process
-execute; notebooks call it too. Everything a run produces goes to the store and its folder.
+execute; notebooks call :func:`train`. Everything a run produces goes to the store and its folder.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .attention import AttentionMaps, capture
-from .config import RunConfig
-from .corpora import CorpusError, load_corpus
-from .models import GPT, build_model
-from .objectives import Objective, build_objective
-from .runstore import RunStore
-from .tokenizers import Tokenizer, train_tokenizer
-from .trainer import Callback, CheckpointCallback, Trainer
-
-PROBE_TOKENS = 48
-"""Tokens of validation text on which attention is captured at every evaluation."""
-
-
-@dataclass
-class Experiment:
-    """Everything built from a config, before training."""
-
-    config: RunConfig
-    tokenizer: Tokenizer
-    objective: Objective
-    train_data: Any
-    val_data: Any
-    tokens_per_char: float
-    probe_ids: list[int]
-    model: GPT
-
-
-def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> Experiment:
-    """Load the corpus, train (or reuse) the tokenizer, tokenize both splits, build the model."""
-    corpus = load_corpus(cfg.data.corpus)
-    text = corpus.text
-    objective = build_objective(cfg.train.objective)
-    if tokenizer is None:
-        tokenizer = train_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, objective.special_tokens)
-    train_text, val_text = corpus.split(cfg.data.val_fraction)
-    val_ids = tokenizer.encode(val_text)
-    train_ids = tokenizer.encode(train_text)
-    seq_len = cfg.seq_len
-    for split, ids in (("train", train_ids), ("validation", val_ids)):
-        if len(ids) <= seq_len:
-            raise CorpusError(
-                f"the corpus is too short: its {split} split has {len(ids)} tokens but each example needs "
-                f"{seq_len + 1}; use a longer text, a smaller block_size / seq_len, or a larger val_fraction"
-            )
-    model_cfg = replace(cfg.model, vocab_size=tokenizer.vocab_size)
-    cfg = replace(cfg, model=model_cfg)
-    torch.manual_seed(cfg.train.seed)  # same seed, same initial weights
-    model = build_model(model_cfg)
-    return Experiment(
-        config=cfg,
-        tokenizer=tokenizer,
-        objective=objective,
-        train_data=objective.prepare(train_ids),
-        val_data=objective.prepare(val_ids),
-        tokens_per_char=len(val_ids) / max(1, len(val_text)),
-        probe_ids=val_ids[: min(PROBE_TOKENS, seq_len)],
-        model=model,
-    )
-
-
-def count_parameters(cfg: RunConfig, vocab_size: int) -> int:
-    """Parameters of the model a config describes, without building the data (for forms)."""
-    with torch.device("meta"):
-        model = build_model(replace(cfg.model, vocab_size=vocab_size))
-    return model.num_parameters()
-
+from .config import ConfigError, RunConfig
+from .overrides import apply_overrides, diff_fields
+from .corpora import corpus_fingerprint, load_corpus
+from .experiment import build_experiment, preflight
+from .io import atomic_write, remove_stale_temp_files
+from .models import LanguageModel, build_model
+from .runstore import HEARTBEAT_S, RunStore
+from .tokenizers import Tokenizer
+from .trainer import Callback, CheckpointCallback, DivergenceError, Trainer
 
 # --- callbacks that connect a trainer to the store ------------------------------------------
 
+
 class StoreLogger(Callback):
-    """Writes metrics and a heartbeat to the store; honours stop requests from the dashboard."""
+    """Writes metrics and progress to the store; honours stop requests from the dashboard."""
 
     def __init__(self, store: RunStore, run_id: str) -> None:
         self.store = store
@@ -121,6 +65,46 @@ class AttentionSnapshots(Callback):
         self.store.add_artifact(self.run_id, "attention", step, path)
 
 
+class Heartbeat:
+    """A thread that writes the run's heartbeat every few seconds, whatever the step speed, so
+    the store can tell a live run from one whose process ended without recording its status
+    (``RunStore.reconcile``): it stops when ``run_training`` returns or raises."""
+
+    def __init__(self, home: Path, run_id: str, interval_s: float = HEARTBEAT_S) -> None:
+        self.home, self.run_id, self.interval_s = home, run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        store = RunStore(self.home)  # its own connection: SQLite connections stay in their thread
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    store.update_run(self.run_id, heartbeat_at=time.time())
+                except Exception:  # a busy or full disk: the next beat tries again
+                    pass
+        finally:
+            store.close()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def attach_callbacks(store: RunStore, run_id: str, model: LanguageModel, probe_ids: list[int],
+                     tokenizer: Tokenizer, meta: dict) -> list[Callback]:
+    """The callbacks a stored run gets, by what its model can do."""
+    callbacks: list[Callback] = [StoreLogger(store, run_id)]
+    if "attention" in model.config.capabilities and probe_ids:
+        callbacks.append(AttentionSnapshots(store, run_id, probe_ids, tokenizer))
+    callbacks.append(CheckpointCallback(store.run_dir(run_id) / "ckpt", meta))
+    return callbacks
+
+
 # --- one run, start to end --------------------------------------------------------------------
 
 def run_training(
@@ -132,46 +116,51 @@ def run_training(
 ) -> str:
     """Train the run ``run_id`` whose config is in the store. Returns its final status.
 
-    Any error ends the run as ``failed`` with the message in the store (and re-raises for the
-    caller); a stop request ends it as ``stopped``; nothing else in the store is touched.
+    This process claims the run (its pid, host and heartbeat go in the store). Any error ends
+    the run as ``failed`` with the message in the store (and re-raises for the caller); a stop
+    request ends it as ``stopped``. If even the failure cannot be recorded (a full disk), the
+    heartbeat stops and ``RunStore.reconcile`` reports the run dead within a minute.
     """
     info = store.get_run(run_id)
     run_dir = store.run_dir(run_id)
-    store.update_run(run_id, status="running", started_at=time.time(), heartbeat_at=time.time())
-    try:
-        cfg = RunConfig.from_dict(info.config)
-        tok_path = run_dir / "tokenizer.json"
-        exp = build_experiment(cfg, Tokenizer.load(tok_path) if resume and tok_path.exists() else None)
-        exp.tokenizer.save(tok_path)
-        exp.config.save(run_dir / "config.json")
-        store.update_run(run_id, config=exp.config.to_dict())  # now with the tokenizer's vocab_size
-        meta = {"config": exp.config.to_dict()}
-        trainer = Trainer(
-            exp.model, exp.objective, exp.train_data, exp.val_data, exp.config.train, exp.config.seq_len,
-            callbacks=[
-                StoreLogger(store, run_id),
-                AttentionSnapshots(store, run_id, exp.probe_ids, exp.tokenizer),
-                CheckpointCallback(run_dir / "ckpt", meta),
-                *callbacks,
-            ],
-            tokens_per_char=exp.tokens_per_char,
-            progress=progress,
-        )
-        last = run_dir / "ckpt" / "last.safetensors"
-        if resume and last.exists():
-            trainer.load_checkpoint(last)
-        store.update_run(run_id, num_params=exp.model.num_parameters(), device=str(trainer.device))
-        status = trainer.fit()
-        store.update_run(run_id, status=status, ended_at=time.time(), step=trainer.state.step,
-                         best_val_loss=trainer.state.best_val_loss)
-        return status
-    except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.update_run(run_id, status=status, ended_at=time.time(), error=message)
-        if status == "failed":
-            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        raise
+    store.claim(run_id)  # refused if another live process trains it
+    remove_stale_temp_files(run_dir)  # left by a process killed mid-write
+    with Heartbeat(store.home, run_id):
+        try:
+            cfg = RunConfig.from_dict(info.config)
+            tok_path = run_dir / "tokenizer.json"
+            exp = build_experiment(cfg, Tokenizer.load(tok_path) if resume else None)
+            exp.tokenizer.save(tok_path)
+            exp.config.save(run_dir / "config.json")
+            # the config now has the tokenizer's vocab_size; the corpus's fingerprint guards resumes
+            store.update_run(run_id, config=exp.config.to_dict(), corpus_hash=exp.corpus_hash)
+            meta = {"config": exp.config.to_dict()}
+            trainer = Trainer(
+                exp.model, exp.objective, exp.train_data, exp.eval_set, exp.config.train, exp.config.seq_len,
+                callbacks=[*attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, meta), *callbacks],
+                progress=progress,
+            )
+            if resume:
+                trainer.load_checkpoint(run_dir / "ckpt" / "last.safetensors")
+            store.update_run(run_id, num_params=exp.model.num_parameters(), device=str(trainer.device))
+            status = trainer.fit()
+            store.update_run(run_id, status=status, ended_at=time.time(), step=trainer.state.step,
+                             best_val_loss=trainer.state.best_val_loss)
+            return status
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            message = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
+            try:
+                store.update_run(run_id, status="stopped" if interrupted else "failed", ended_at=time.time(),
+                                 error=message)
+            except Exception:
+                pass  # the heartbeat stops on the way out; reconcile reports the run
+            if not interrupted and not isinstance(exc, DivergenceError):
+                try:
+                    atomic_write(run_dir / "error.txt", traceback.format_exc())
+                except Exception:
+                    pass
+            raise
 
 
 def train(
@@ -184,8 +173,6 @@ def train(
 
     The run lands in the same store as dashboard runs, so every face of the workbench sees it.
     """
-    from .launcher import preflight
-
     store = store or RunStore()
     preflight(cfg)
     run_id = store.create_run(cfg.to_dict(), name=cfg.name)
@@ -194,22 +181,88 @@ def train(
     return run_id
 
 
+# --- resume and extend --------------------------------------------------------------------------
+
+def check_weights_fit(raw_config: dict[str, Any], run_id: str) -> None:
+    """Refuse checkpoints whose weights mean something else in today's model.
+
+    Sinusoidal positions were added unscaled to token embeddings before workbench 0.2 (the
+    configs of that version have no ``objective`` section); today's GPT scales the embeddings by
+    sqrt(n_embd), so those weights would compute a different function.
+    """
+    first_version = "objective" not in raw_config
+    if first_version and raw_config.get("model", {}).get("pos_encoding") == "sinusoidal":
+        raise ValueError(f"run {run_id} was trained with sinusoidal positions before workbench 0.2 scaled its "
+                         f"embeddings; its weights do not fit today's model: train it again")
+
+
+RESUMABLE = ("train.max_steps", "train.eval_interval", "train.log_interval", "train.device", "train.dtype",
+             "train.compile", "train.lr", "train.min_lr", "train.warmup_steps", "train.grad_clip")
+"""Settings a resume may change: how long, how often to log, where, and the schedule. The rest
+(model, objective, data, batches, seed) would make the checkpoint and the run disagree."""
+
+
+def prepare_resume(store: RunStore, run_id: str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Check that ``run_id`` can continue with ``overrides`` and queue it; returns its new config.
+
+    Refused, with what to do instead: a live run, a run without a checkpoint, a setting that
+    cannot change (:data:`RESUMABLE`), nothing left to train, a corpus file that changed.
+    """
+    info = store.reconcile(run_id)
+    if not info.is_terminal:
+        raise ValueError(f"run {run_id} is {info.status}; only an ended run can be resumed (stop it first)")
+    if not (store.run_dir(run_id) / "ckpt" / "last.safetensors").exists():
+        raise ValueError(f"run {run_id} has no checkpoint to resume from (one is saved at its first evaluation); "
+                         f"start a new run instead")
+    check_weights_fit(info.config, run_id)
+    cfg = RunConfig.from_dict(info.config)
+    new = apply_overrides(cfg, overrides or {})
+    fixed = [f for f in diff_fields(cfg, new) if f not in RESUMABLE]
+    if fixed:
+        raise ConfigError(fixed[0].split(".", 1)[1],
+                          f"cannot change when resuming run {run_id} (only {', '.join(r.split('.')[1] for r in RESUMABLE)} "
+                          f"can); start a new run to change {', '.join(fixed)}")
+    if new.train.max_steps <= info.step:
+        raise ConfigError("max_steps", f"run {run_id} is already at step {info.step} of {new.train.max_steps}; "
+                                       f"pass a larger max_steps (e.g. --max-steps {info.step * 2}) to extend it")
+    if info.corpus_hash and corpus_fingerprint(load_corpus(cfg.data.corpus)) != info.corpus_hash:
+        raise ValueError(f"the corpus {cfg.data.corpus!r} has changed since run {run_id} trained on it; "
+                         f"resuming would mix two texts: start a new run on it instead")
+    store.queue(run_id, config=new.to_dict(), max_steps=new.train.max_steps)
+    return new
+
+
+def resume(store: RunStore, run_id: str, overrides: dict[str, Any] | None = None, progress: bool | None = None,
+           callbacks: list[Callback] | tuple[Callback, ...] = ()) -> str:
+    """Continue a stopped, failed or finished run from its last checkpoint (in this process)."""
+    prepare_resume(store, run_id, overrides)
+    return run_training(store, run_id, progress=progress, resume=True, callbacks=callbacks)
+
+
 # --- using a finished run ---------------------------------------------------------------------
 
-def load_run_model(store: RunStore, run_id: str, which: str = "best", device: str = "cpu") -> tuple[GPT, Tokenizer, RunConfig]:
+def checkpoint_path(store: RunStore, run_id: str, which: str = "best") -> Path:
+    """The checkpoint file to load: ``best`` falls back to ``last`` when there is no best yet."""
+    ckpt = store.run_dir(run_id) / "ckpt"
+    path = ckpt / f"{which}.safetensors"
+    if not path.exists() and which == "best" and (ckpt / "last.safetensors").exists():
+        path = ckpt / "last.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"run {run_id} has no checkpoint yet (it saves one at its first evaluation)")
+    return path
+
+
+def load_run_model(store: RunStore, run_id: str, which: str = "best",
+                   device: str = "cpu") -> tuple[LanguageModel, Tokenizer, RunConfig]:
     """The model (from ``ckpt/<which>.safetensors``), tokenizer and config of a run."""
     from .checkpoint import load_checkpoint
 
     store.get_run(run_id)  # raises UnknownRunError with a helpful message
     run_dir = store.run_dir(run_id)
-    ckpt_path = run_dir / "ckpt" / f"{which}.safetensors"
-    if not ckpt_path.exists():
-        fallback = run_dir / "ckpt" / "last.safetensors"
-        if which == "best" and fallback.exists():
-            ckpt_path = fallback
-        else:
-            raise FileNotFoundError(f"run {run_id} has no checkpoint yet (it saves one at its first evaluation)")
-    cfg = RunConfig.load(run_dir / "config.json")
+    ckpt_path = checkpoint_path(store, run_id, which)
+    raw = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    check_weights_fit(raw, run_id)
+    cfg = RunConfig.from_dict(raw)
     tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
     model = build_model(cfg.model)
     model.load_state_dict(load_checkpoint(ckpt_path).model_state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -10,7 +11,21 @@ from plotly.subplots import make_subplots
 
 Series = Mapping[str, tuple[Sequence[int], Sequence[float]]]
 
+MAX_POINTS = 1500
+"""Most points drawn per trace: longer series are downsampled (:func:`downsample`) so a chart of
+a 100k-step run stays as light to send and draw as one of a 1k-step run."""
+
 _COLORS = {"train/loss": "#1f77b4", "val/loss": "#d62728", "val/ppl": "#2ca02c", "lr": "#9467bd", "tokens_per_s": "#8c564b"}
+
+
+def plain(text: str) -> str:
+    """Text for a plotly label that shows as typed: plotly draws a subset of HTML in labels
+    (links included), so ``<``, ``>`` and ``&`` become entities, which it shows as characters.
+
+    >>> plain('<a href="http://x">run</a> & co')
+    '&lt;a href="http://x"&gt;run&lt;/a&gt; &amp; co'
+    """
+    return html.escape(str(text), quote=False)
 
 
 def _show_tokens(tokens: Sequence[str]) -> list[str]:
@@ -18,29 +33,65 @@ def _show_tokens(tokens: Sequence[str]) -> list[str]:
     out = []
     for i, t in enumerate(tokens):
         t = t.replace("\n", "⏎").replace(" ", "·") or "∅"
-        out.append(f"{i}:{t}")
+        out.append(plain(f"{i}:{t}"))
     return out
 
 
-def loss_figure(series: Series, title: str = "Loss") -> go.Figure:
-    """Train and val loss against step (what nanoGPT prints, as a chart)."""
+def downsample(x: Sequence[float], y: Sequence[float], max_points: int | None = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points of a curve that look like all of it: the first and the last
+    point, and in each of ``(max_points - 2) // 2`` equal buckets of the rest, its lowest and its
+    highest point (in step order). Spikes and dips survive; a short series comes back whole.
+
+    >>> x = np.arange(10_000); y = np.zeros(10_000); y[5_000] = 9.0; y[7_777] = -3.0
+    >>> xs, ys = downsample(x, y, max_points=100)
+    >>> len(xs) <= 100, int(xs[0]), int(xs[-1]), float(ys.max()), float(ys.min()), bool(np.all(np.diff(xs) > 0))
+    (True, 0, 9999, 9.0, -3.0, True)
+    >>> [a.tolist() for a in downsample([1, 2, 3], [4.0, 5.0, 6.0])]
+    [[1, 2, 3], [4.0, 5.0, 6.0]]
+    """
+    xs, ys = np.asarray(x), np.asarray(y, dtype=float)
+    n = len(xs)
+    if max_points is None or n <= max_points:
+        return xs, ys
+    if max_points < 4:
+        raise ValueError(f"max_points must be >= 4, got {max_points}")
+    inner = ys[1:-1]
+    size = -(-len(inner) // ((max_points - 2) // 2))  # points per bucket, rounded up
+    buckets = -(-len(inner) // size)
+    pad = buckets * size - len(inner)
+    lo = np.concatenate([np.where(np.isnan(inner), np.inf, inner), np.full(pad, np.inf)]).reshape(buckets, size)
+    hi = np.concatenate([np.where(np.isnan(inner), -np.inf, inner), np.full(pad, -np.inf)]).reshape(buckets, size)
+    start = np.arange(buckets) * size + 1
+    keep = np.concatenate([[0], start + lo.argmin(axis=1), start + hi.argmax(axis=1), [n - 1]])
+    keep = np.unique(np.minimum(keep, n - 1))  # sorted, and a bucket's min == max counted once
+    return xs[keep], ys[keep]
+
+
+def _mode(n: int) -> str:
+    """Markers show single evaluations on a short curve; on a long one they only hide the line."""
+    return "lines+markers" if n <= 200 else "lines"
+
+
+def loss_figure(series: Series, title: str = "Loss", max_points: int | None = MAX_POINTS) -> go.Figure:
+    """Train and val loss against step (what nanoGPT prints, as a chart); long series downsampled."""
     fig = go.Figure()
     for name in ("train/loss", "val/loss"):
         if name in series:
-            steps, values = series[name]
-            fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode="lines+markers" if name == "val/loss" else "lines",
+            steps, values = downsample(*series[name], max_points=max_points)
+            fig.add_trace(go.Scatter(x=steps.tolist(), y=values.tolist(), mode=_mode(len(steps)) if name == "val/loss" else "lines",
                                      name=name, line={"color": _COLORS[name]}))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="cross-entropy (nats/token)",
                       margin={"l": 50, "r": 20, "t": 50, "b": 40}, height=360, legend={"orientation": "h", "y": -0.2})
     return fig
 
 
-def metric_figure(series: Series, name: str, title: str | None = None, log_y: bool = False) -> go.Figure:
-    """One metric against step (val/ppl, lr, tokens_per_s)."""
+def metric_figure(series: Series, name: str, title: str | None = None, log_y: bool = False,
+                  max_points: int | None = MAX_POINTS) -> go.Figure:
+    """One metric against step (val/ppl, lr, tokens_per_s); long series downsampled."""
     fig = go.Figure()
     if name in series:
-        steps, values = series[name]
-        fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=name,
+        steps, values = downsample(*series[name], max_points=max_points)
+        fig.add_trace(go.Scatter(x=steps.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=name,
                                  line={"color": _COLORS.get(name)}))
     fig.update_layout(title=title or name, xaxis_title="step", yaxis_title=name, height=300,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40})
@@ -49,13 +100,13 @@ def metric_figure(series: Series, name: str, title: str | None = None, log_y: bo
     return fig
 
 
-def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss") -> go.Figure:
-    """The same metric for several runs on one chart (run label -> series)."""
+def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_points: int | None = MAX_POINTS) -> go.Figure:
+    """The same metric for several runs on one chart (run label -> series); long series downsampled."""
     fig = go.Figure()
     for label, series in runs.items():
         if metric in series:
-            steps, values = series[metric]
-            fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=label))
+            steps, values = downsample(*series[metric], max_points=max_points)
+            fig.add_trace(go.Scatter(x=steps.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=plain(label)))
     fig.update_layout(title=f"{metric} by run", xaxis_title="step", yaxis_title=metric, height=380,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig

@@ -13,7 +13,10 @@ Layout::
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+import socket
 import secrets
 import sqlite3
 import time
@@ -26,6 +29,15 @@ from .paths import workbench_home
 
 TERMINAL = ("finished", "stopped", "failed")
 STATUSES = ("queued", "running") + TERMINAL
+HEARTBEAT_S = 5.0
+"""How often a training process writes its heartbeat (a thread, independent of step speed)."""
+STALE_AFTER_S = 60.0
+"""A running run whose heartbeat is older than this is reported dead (its process ended
+without recording its status, e.g. a notebook kernel whose run crashed on a full disk)."""
+QUEUED_GRACE_S = 180.0
+"""A queued run whose process has not claimed it within this long is reported as never started."""
+COLUMNS_ADDED = {"host": "TEXT", "corpus_hash": "TEXT"}
+"""Columns later versions added to ``runs``; older stores get them on open."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,7 +56,9 @@ CREATE TABLE IF NOT EXISTS runs (
     num_params INTEGER,
     device TEXT,
     error TEXT,
-    stop_requested INTEGER NOT NULL DEFAULT 0
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    host TEXT,
+    corpus_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -93,6 +107,8 @@ class RunInfo:
     device: str | None
     error: str | None
     stop_requested: bool
+    host: str | None = None
+    corpus_hash: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -132,13 +148,21 @@ class RunStore:
         for stmt in SCHEMA.strip().split(";"):
             if stmt.strip():
                 self._execute_retry(stmt)
+        have = {row[1] for row in self._execute_retry("PRAGMA table_info(runs)").fetchall()}
+        for col, kind in COLUMNS_ADDED.items():
+            if col not in have:
+                try:
+                    self._execute_retry(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _execute_retry(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        for attempt in range(50):
+        for attempt in range(3):
             try:
                 return self._conn.execute(sql, tuple(params))
-            except sqlite3.OperationalError as exc:  # "database is locked" past busy_timeout
-                if "locked" not in str(exc) or attempt == 49:
+            except sqlite3.OperationalError as exc:  # "database is locked" past busy_timeout (30 s)
+                if "locked" not in str(exc) or attempt == 2:
                     raise
                 time.sleep(0.05)
         raise AssertionError("unreachable")
@@ -209,6 +233,17 @@ class RunStore:
         cur = self._execute_retry(sql)
         return [_to_info(cur.description, r) for r in cur.fetchall()]
 
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run that is not live: its rows (one transaction), then its folder."""
+        info = self.reconcile(run_id)
+        if not info.is_terminal:
+            raise ValueError(f"run {run_id} is {info.status}; stop it before deleting it")
+        with self._tx() as c:
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
     def request_stop(self, run_id: str) -> None:
         """Ask a live run to stop at its next step (the trainer polls this flag)."""
         self.update_run(run_id, stop_requested=1)
@@ -226,6 +261,9 @@ class RunStore:
         """Append rows in one transaction; a repeated (name, step) replaces (resume re-logs)."""
         if not rows:
             return
+        bad = [f"{n} at step {s}" for s, n, v in rows if math.isnan(v)]
+        if bad:  # SQLite would store NaN as NULL and break the NOT NULL constraint mid-run
+            raise ValueError(f"metric {', '.join(bad)} is NaN; the store keeps numbers only")
         t = time.time() if when is None else when
         with self._tx() as c:
             c.executemany(
@@ -241,6 +279,18 @@ class RunStore:
             sql += f" AND name IN ({','.join('?' * len(names))})"
             params += names
         return self._execute_retry(sql + " ORDER BY step, name", params).fetchall()
+
+    def metric_rows_since(self, run_id: str, cursor: int = 0) -> tuple[list[tuple[int, str, float]], int]:
+        """Rows ``(step, name, value)`` written after ``cursor`` (0 = all), and the new cursor.
+
+        A live view keeps the cursor and asks only for what is new (rows re-logged by a resume
+        get new row ids, so they come again and replace the old values).
+        """
+        rows = self._execute_retry(
+            "SELECT rowid, step, name, value FROM metrics WHERE run_id = ? AND rowid > ? ORDER BY rowid",
+            (run_id, cursor),
+        ).fetchall()
+        return [(s, n, v) for _, s, n, v in rows], (rows[-1][0] if rows else cursor)
 
     def metric_series(self, run_id: str, after_step: int = -1) -> dict[str, tuple[list[int], list[float]]]:
         """Metrics as ``{name: (steps, values)}`` (what the plots take)."""
@@ -270,19 +320,65 @@ class RunStore:
 
     # --- liveness --------------------------------------------------------------------------
 
-    def reconcile(self, run_id: str, stale_after_s: float = 120.0) -> RunInfo:
-        """Mark a run ``failed`` if its process is gone but the store still says it is live."""
+    def claim(self, run_id: str) -> None:
+        """Record that this process now trains the run (pid, host, a fresh heartbeat).
+
+        Refused while another live process on this host holds the run (a second Resume click).
+        """
+        me, host, now = os.getpid(), socket.gethostname(), time.time()
+        with self._tx() as c:
+            row = c.execute("SELECT status, pid, host FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise UnknownRunError(run_id)
+            status, pid, pid_host = row
+            if status == "running" and pid not in (None, me) and pid_host in (None, host) and _pid_alive(pid):
+                raise ValueError(f"run {run_id} is already being trained by process {pid}")
+            c.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = ?, heartbeat_at = ?, "
+                      "ended_at = NULL, error = NULL WHERE id = ?", (me, host, now, now, run_id))
+
+    def queue(self, run_id: str, **fields: Any) -> None:
+        """Put an ended run back in the queue for a new process (resume): the old process's pid and
+        times are cleared, so nothing mistakes the new start for the old, dead one."""
+        self.update_run(run_id, status="queued", pid=None, started_at=None, ended_at=None, error=None,
+                        heartbeat_at=time.time(), stop_requested=0, **fields)
+
+    def reconcile(self, run_id: str, stale_after_s: float = STALE_AFTER_S,
+                  queued_grace_s: float = QUEUED_GRACE_S) -> RunInfo:
+        """Mark a run ``failed`` when the store says it is live but its process is not.
+
+        - its pid no longer exists on this host: the process died (killed, out of memory);
+        - running, but no heartbeat for ``stale_after_s``: the process ended without recording
+          its status (a notebook kernel outlives its run);
+        - queued, and no process claimed it within ``queued_grace_s``: it never started.
+
+        Every run writes a heartbeat, wherever it was started. The decision and the write happen
+        in one transaction, so a process that claims or ends the run meanwhile wins.
+        """
         info = self.get_run(run_id)
-        if info.is_terminal or info.pid is None:
+        if info.is_terminal:
             return info
-        if not _pid_alive(info.pid):
-            # re-read inside the decision: the child may have just written its final status
-            info = self.get_run(run_id)
-            if not info.is_terminal:
-                self.update_run(run_id, status="failed", ended_at=time.time(),
-                                error="the training process exited without reporting (killed or out of memory?)")
-                info = self.get_run(run_id)
-        return info
+        with self._tx() as c:
+            cur = c.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+            info = _to_info(cur.description, cur.fetchone())
+            reason = None if info.is_terminal else _why_dead(info, time.time(), stale_after_s, queued_grace_s)
+            if reason is not None:
+                c.execute("UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ?",
+                          (time.time(), reason, run_id))
+        return self.get_run(run_id) if reason is not None else info
+
+
+def _why_dead(info: RunInfo, now: float, stale_after_s: float, queued_grace_s: float) -> str | None:
+    """Why a run the store calls live has no live process, or None if it may well have one."""
+    if info.pid is not None and info.host in (None, socket.gethostname()) and not _pid_alive(info.pid):
+        return (f"the training process (pid {info.pid}) died without reporting: killed, out of memory, "
+                f"or the machine restarted")
+    last_sign = info.heartbeat_at or info.started_at or info.created_at
+    if info.status == "running" and now - last_sign > stale_after_s:
+        return (f"the training process stopped reporting: no heartbeat for {now - last_sign:.0f} s "
+                f"(it ended without recording its status)")
+    if info.status == "queued" and now - last_sign > queued_grace_s:
+        return f"the training process never started (queued {now - last_sign:.0f} s ago)"
+    return None
 
 
 def _to_info(description: tuple, row: tuple) -> RunInfo:

@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, Sequence
 
+from .io import atomic_write
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -38,6 +40,15 @@ class Tokenizer(ABC):
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Encode several texts (documents); subclasses may do it in parallel."""
+        return [self.encode(t) for t in texts]
+
+    def encode_with_lengths(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Ids of each text and, per token, how many characters it completes (they sum to the
+        text's length; a character split over several byte tokens counts for the first)."""
+        return [(ids, [len(self.decode([i])) for i in ids]) for ids in self.encode_batch(texts)]
+
     @abstractmethod
     def id_to_token(self, i: int) -> str: ...
 
@@ -55,7 +66,7 @@ class Tokenizer(ABC):
         return self.id_to_token(i)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+        atomic_write(path, json.dumps(self.to_dict(), ensure_ascii=False))
 
     @staticmethod
     def load(path: str | Path) -> Tokenizer:
@@ -101,6 +112,9 @@ class CharTokenizer(Tokenizer):
                 f"characters {''.join(bad)!r} are not in this tokenizer's vocabulary "
                 f"({len(self.itos)} characters seen in training); remove them from the text"
             ) from None
+
+    def encode_with_lengths(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        return [(ids, [1] * len(ids)) for ids in self.encode_batch(texts)]
 
     def decode(self, ids: Sequence[int]) -> str:
         n = self._n_special
@@ -159,6 +173,20 @@ class BPETokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode_with_lengths(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """From the character offsets of each token (byte tokens of one character share them)."""
+        out = []
+        for e in self._tok.encode_batch(list(texts), add_special_tokens=False):
+            lengths, done = [], 0
+            for _, end in e.offsets:
+                lengths.append(max(0, end - done))
+                done = max(done, end)
+            out.append((e.ids, lengths))
+        return out
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=True)

@@ -1,11 +1,22 @@
 """A generic trainer: ``fit -> train_step -> objective.loss``, ``evaluate``, callbacks.
 
-The trainer knows nothing about models or objectives beyond ``objective.make_batch`` and
-``objective.loss``; logging to the store, attention snapshots and checkpoints are callbacks.
+The trainer knows nothing about models or objectives beyond ``objective.make_batch``,
+``objective.loss`` and ``objective.metrics``; the optimizer comes from ``optim.build_optimizer``;
+logging to the store, attention snapshots and checkpoints are callbacks.
+
+The hot loop never waits for the device: losses, gradient norms and a "still finite" flag stay
+on it and are read at log steps and before evaluations (and checkpoints) only. A non-finite
+loss or gradient ends the run with :class:`DivergenceError` before anything evaluates or saves
+the broken weights, so the last checkpoint on disk is the last good one.
 
 Determinism: the batch of step ``s`` is drawn from a generator seeded by ``(seed, s)`` and the
 dropout RNG is reseeded the same way, so a run resumed from a checkpoint sees exactly the
 batches (and losses) it would have seen without the interruption.
+
+Families fitted by counting rather than by gradients (n-gram models) do not use this loop:
+``pipeline.run_training`` will call their fit instead of :meth:`Trainer.fit`, then score them
+with the same :func:`evaluate` on the same :class:`EvalSet` and report through the same
+callbacks (store logger, checkpoints), so they appear wherever a run does.
 """
 
 from __future__ import annotations
@@ -23,8 +34,12 @@ import torch.nn as nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .metrics import bits_per_char, perplexity
-from .objectives import Objective
+from .objectives import EvalSet, Objective
+from .optim import build_optimizer
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or gradient; the message names the likely fix."""
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -75,13 +90,43 @@ def _in_notebook() -> bool:
         return False
 
 
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    objective: Objective,
+    eval_set: EvalSet,
+    autocast: Any = contextlib.nullcontext,
+) -> dict[str, float]:
+    """Score ``model`` on every batch of ``eval_set``: sums of the objective's ``LossOutput.sums``,
+    turned into ``val/<metric>`` by ``objective.metrics`` (one device sync, at the end).
+
+    Batches must already be on the model's device.
+    """
+    was_training = model.training
+    model.eval()
+    totals: dict[str, torch.Tensor] = {}
+    try:
+        for batch in eval_set.batches:
+            with autocast():
+                out = objective.loss(model, batch)
+            for k, v in out.sums.items():  # float32 on the device (MPS has no float64); counts stay integers
+                v = v.float() if v.is_floating_point() else v
+                totals[k] = totals[k] + v if k in totals else v
+    finally:
+        model.train(was_training)
+    values = {k: float(v) for k, v in totals.items()}
+    return {f"val/{k}": v for k, v in objective.metrics(values).items()}
+
+
 @dataclass
 class TrainState:
     """Where training is; saved in checkpoints so a resume continues from here."""
 
     step: int = 0
     best_val_loss: float = math.inf
+    """Best value of the objective's primary validation metric so far (lower is better)."""
     tokens_seen: int = 0
+    """Input token positions processed by training steps."""
     last_val: dict[str, float] = field(default_factory=dict)
 
 
@@ -105,26 +150,24 @@ class Callback:
 
 
 class Trainer:
-    """Trains ``model`` with ``objective`` on prepared train/val data."""
+    """Trains ``model`` with ``objective`` on prepared train data, scoring it on ``eval_set``."""
 
     def __init__(
         self,
         model: nn.Module,
         objective: Objective,
         train_data: Any,
-        val_data: Any,
+        eval_set: EvalSet,
         config: TrainConfig,
         seq_len: int,
         callbacks: list[Callback] | tuple[Callback, ...] = (),
-        tokens_per_char: float = 1.0,
+        optimizer: torch.optim.Optimizer | None = None,
         progress: bool | None = None,
     ) -> None:
         self.config = config
         self.objective = objective
         self.train_data = train_data
-        self.val_data = val_data
         self.seq_len = seq_len
-        self.tokens_per_char = tokens_per_char
         self.callbacks = list(callbacks)
         self.progress = (sys.stderr.isatty() or _in_notebook()) if progress is None else progress
         self.device = resolve_device(config.device)
@@ -132,13 +175,15 @@ class Trainer:
         self.control = TrainControl()
 
         self.model = model.to(self.device)
-        self.optimizer = model.configure_optimizer(  # type: ignore[operator]
-            config.lr, config.weight_decay, (config.beta1, config.beta2), self.device.type
-        )
+        self.eval_set = EvalSet([b.to(self.device) for b in eval_set.batches])
+        self.optimizer = optimizer or build_optimizer(self.model, config, self.device.type)
         use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         compile_on = config.compile == "on" or (config.compile == "auto" and self.device.type == "cuda")
         self.step_model: nn.Module = torch.compile(self.model) if compile_on else self.model  # type: ignore[assignment]
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self._checked_step = 0
+        self.last_saved_step = 0
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -169,27 +214,36 @@ class Trainer:
             grad_norm = torch.zeros((), device=self.device)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.state.tokens_seen += out.num_tokens
-        return out.loss.detach(), grad_norm.detach()
+        self.state.tokens_seen += batch.num_input_tokens
+        loss = out.loss.detach()
+        self._finite &= torch.isfinite(loss) & torch.isfinite(grad_norm)  # stays on the device
+        return loss, grad_norm.detach()
 
-    @torch.no_grad()
+    def check_finite(self) -> None:
+        """Raise :class:`DivergenceError` if any step since the last check had a non-finite loss or
+        gradient (one device sync; called at log steps, before evaluations and at the end)."""
+        if not bool(self._finite):
+            kept = (f"The last checkpoint before it (step {self.last_saved_step}) is kept." if self.last_saved_step
+                    else "No trained checkpoint had been saved yet.")
+            raise DivergenceError(
+                f"training diverged: the loss or the gradient became NaN or infinite between steps "
+                f"{self._checked_step + 1} and {self.state.step}. The usual cause is a learning rate that is "
+                f"too high: lower lr (now {self.config.lr:g}, e.g. to {self.config.lr / 10:.1g}), or raise "
+                f"warmup_steps (now {self.config.warmup_steps}). {kept}"
+            )
+        self._checked_step = self.state.step
+
     def evaluate(self) -> dict[str, float]:
-        """Mean NLL over ``eval_iters`` fixed validation batches -> val/loss, val/ppl, val/bpc."""
-        self.model.eval()
-        nll, n = 0.0, 0
-        for i in range(self.config.eval_iters):
-            gen = torch.Generator().manual_seed(step_seed(self.config.seed + 1, i))
-            batch = self.objective.make_batch(self.val_data, self.config.batch_size, self.seq_len, gen).to(self.device)
-            with self._autocast():
-                out = self.objective.loss(self.step_model, batch)
-            nll += out.nll_sum
-            n += out.num_tokens
-        mean_nll = nll / max(1, n)
-        return {
-            "val/loss": mean_nll,
-            "val/ppl": perplexity(mean_nll),
-            "val/bpc": bits_per_char(mean_nll, self.tokens_per_char),
-        }
+        """The objective's validation metrics on the fixed :class:`EvalSet` (``val/loss``, ...)."""
+        metrics = evaluate(self.step_model, self.objective, self.eval_set, self._autocast)
+        primary = f"val/{self.objective.primary_metric}"
+        bad = [k for k, v in metrics.items() if math.isnan(v)] + ([primary] if math.isinf(metrics[primary]) else [])
+        if bad:
+            raise DivergenceError(
+                f"validation {', '.join(bad)} is {metrics[bad[0]]} at step {self.state.step}: the weights are no "
+                f"longer usable. Lower lr (now {self.config.lr:g}) and start again; the last good checkpoint is kept."
+            )
+        return metrics
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -198,16 +252,23 @@ class Trainer:
             getattr(cb, hook)(self, *args)
 
     def _run_eval(self) -> None:
+        self.check_finite()
         metrics = self.evaluate()
         self.state.last_val = metrics
-        if metrics["val/loss"] < self.state.best_val_loss:
-            self.state.best_val_loss = metrics["val/loss"]
+        primary = metrics[f"val/{self.objective.primary_metric}"]
+        if primary < self.state.best_val_loss:
+            self.state.best_val_loss = primary
         self._emit("on_evaluate", metrics)
 
     def fit(self) -> str:
-        """Train until ``max_steps`` or a callback stops it. Returns 'finished' or 'stopped'."""
+        """Train until ``max_steps`` or a callback stops it. Returns 'finished' or 'stopped'.
+
+        ``tokens_per_s`` counts input tokens of training steps over the time spent in them:
+        evaluations, attention snapshots, checkpoints and store writes are left out.
+        """
         cfg = self.config
         self._emit("on_fit_start")
+        self._checked_step = self.state.step
         if self.state.step == 0:
             self._run_eval()  # the untrained model's loss (~ln vocab) anchors the curve
         bar = None
@@ -217,7 +278,8 @@ class Trainer:
             bar = tqdm(total=cfg.max_steps, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
         status = "finished"
         loss_sum = torch.zeros((), device=self.device)
-        steps_in_window, tokens_at_window, t_window = 0, self.state.tokens_seen, time.perf_counter()
+        steps_in_window, tokens_at_window = 0, self.state.tokens_seen
+        t_window = time.perf_counter()
         try:
             for step in range(self.state.step + 1, cfg.max_steps + 1):
                 if self.control.should_stop:
@@ -227,7 +289,10 @@ class Trainer:
                 self.state.step = step
                 loss_sum += loss
                 steps_in_window += 1
-                if step % cfg.log_interval == 0 or step == cfg.max_steps:
+                is_log = step % cfg.log_interval == 0 or step == cfg.max_steps
+                is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+                if is_log:
+                    self.check_finite()  # syncs: the window's steps have all run
                     elapsed = time.perf_counter() - t_window
                     metrics = {
                         "train/loss": (loss_sum / steps_in_window).item(),
@@ -235,23 +300,28 @@ class Trainer:
                         "grad_norm": grad_norm.item(),
                         "tokens_per_s": (self.state.tokens_seen - tokens_at_window) / max(elapsed, 1e-9),
                     }
-                    if not math.isfinite(metrics["train/loss"]):
-                        raise FloatingPointError(
-                            f"training loss became {metrics['train/loss']} at step {step}; lower lr (now {cfg.lr})"
-                        )
                     self._emit("on_log", metrics)
                     if bar is not None:
                         bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", refresh=False)
                     loss_sum.zero_()
-                    steps_in_window, tokens_at_window, t_window = 0, self.state.tokens_seen, time.perf_counter()
-                if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+                    steps_in_window, tokens_at_window = 0, self.state.tokens_seen
+                if is_eval:
+                    if not is_log:  # close the timing window at a synced point, as a log step does
+                        self.check_finite()
+                        paused = time.perf_counter()
                     self._run_eval()
+                    if not is_log:
+                        t_window += time.perf_counter() - paused  # evaluation time is not training time
+                if is_log:
+                    t_window = time.perf_counter()  # after the callbacks: store writes are not training time
                 if bar is not None:
                     bar.update(1)
             else:
                 status = "stopped" if self.control.should_stop and self.state.step < cfg.max_steps else "finished"
+            self.check_finite()
         except KeyboardInterrupt:
             status = "stopped"
+            self.check_finite()  # a diverged run is 'failed', even when interrupted
         finally:
             if bar is not None:
                 bar.close()
@@ -263,6 +333,7 @@ class Trainer:
     def save_checkpoint(self, path: str | Path, meta: dict | None = None) -> None:
         state = {"step": self.state.step, "best_val_loss": self.state.best_val_loss, "tokens_seen": self.state.tokens_seen}
         save_checkpoint(path, self.model, self.optimizer, {"trainer_state": state, **(meta or {})})
+        self.last_saved_step = self.state.step
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore weights, optimizer and step from a checkpoint written by :meth:`save_checkpoint`."""
@@ -274,10 +345,11 @@ class Trainer:
         self.state.step = int(st.get("step", 0))
         self.state.best_val_loss = float(st.get("best_val_loss", math.inf))
         self.state.tokens_seen = int(st.get("tokens_seen", 0))
+        self.last_saved_step = self.state.step
 
 
 class CheckpointCallback(Callback):
-    """Keeps ``best.safetensors`` (lowest val loss) and ``last.safetensors`` (each eval, end)."""
+    """Keeps ``best.safetensors`` (best primary val metric) and ``last.safetensors`` (each eval, end)."""
 
     def __init__(self, ckpt_dir: str | Path, meta: dict | None = None) -> None:
         self.dir = Path(ckpt_dir)
@@ -288,8 +360,9 @@ class CheckpointCallback(Callback):
         self._best = trainer.state.best_val_loss
 
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if metrics["val/loss"] < self._best:
-            self._best = metrics["val/loss"]
+        primary = metrics[f"val/{trainer.objective.primary_metric}"]
+        if primary < self._best:
+            self._best = primary
             trainer.save_checkpoint(self.dir / "best.safetensors", {**self.meta, "val": metrics})
         if trainer.state.step > 0:
             trainer.save_checkpoint(self.dir / "last.safetensors", self.meta)

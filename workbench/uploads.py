@@ -8,11 +8,10 @@ uploaded twice lands on the same file (and the run's ``corpus`` path is stable).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from .corpora import CorpusError
+from .io import atomic_write
 from .paths import workbench_home
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -61,10 +60,6 @@ def save_upload(data: bytes, home: str | Path | None = None, max_bytes: int = MA
     """
     check_upload(data, max_bytes)
     path = upload_path(data, home)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():  # same bytes, same name: nothing to do
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     return path

@@ -1,15 +1,34 @@
-"""Model families; every one maps ids -> :class:`ModelOutput` through the same call."""
+"""Model families, chosen by ``arch``; every one maps ids -> :class:`ModelOutput` through the same call.
+
+A new family is one new module (its config dataclass and its :class:`LanguageModel`) plus one
+line in :data:`FAMILIES`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..config import ModelConfig
-from .decoder import GPT, ModelOutput
+from .base import LanguageModel, ModelOutput
+from .gpt import GPT, GPTConfig
 
-__all__ = ["GPT", "ModelOutput", "build_model"]
+
+@dataclass(frozen=True)
+class Family:
+    """A registered model family: its config dataclass and its model class."""
+
+    config_cls: type[ModelConfig]
+    model_cls: type[LanguageModel]
 
 
-def build_model(config: ModelConfig) -> GPT:
-    """Construct the model a config names (``vocab_size`` must be filled in)."""
-    if config.arch == "gpt":
-        return GPT(config)
-    raise ValueError(f"unknown architecture {config.arch!r}")
+FAMILIES: dict[str, Family] = {
+    "gpt": Family(GPTConfig, GPT),
+}
+
+__all__ = ["FAMILIES", "GPT", "GPTConfig", "LanguageModel", "ModelOutput", "build_model"]
+
+
+def build_model(config: ModelConfig) -> LanguageModel:
+    """Construct the model a config names (``vocab_size`` must be filled in; configs are
+    validated, and their ``arch`` checked against :data:`FAMILIES`, when they are made)."""
+    return FAMILIES[config.arch].model_cls(config)

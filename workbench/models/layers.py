@@ -43,7 +43,7 @@ class SelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``attn_mask``: bool (B, 1|nh, T, T), True where attention is allowed (padding masks)."""
+        """``attn_mask``: bool (B, 1|nh, T|1, T), True where attention is allowed (see ``padding_to_allowed``)."""
         B, T, C = x.size()
         hs = C // self.n_head
         q, k, v = self.qkv(x).split(C, dim=2)
@@ -70,12 +70,37 @@ class SelfAttention(nn.Module):
         return self.resid_dropout(self.proj(y)), weights
 
 
-def _allowed_mask(T: int, device: torch.device, causal: bool, attn_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """Combine the causal triangle with a caller's padding mask (True = may attend)."""
-    allowed = torch.ones(T, T, dtype=torch.bool, device=device).tril() if causal else None
-    if attn_mask is not None:
-        allowed = attn_mask if allowed is None else (attn_mask & allowed)
-    return allowed
+def padding_to_allowed(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A caller's mask as bool 'may attend' of shape (B, 1|nh, T|1, T).
+
+    (B, T) is HF's padding mask (1 = real token, 0 = padding): no query may look at padding.
+    (B, T, T) and (B, 1|nh, T, T) are taken as 'query i may attend to key j' (truthy = yes).
+
+    >>> padding_to_allowed(torch.tensor([[1, 1, 0]])).shape
+    torch.Size([1, 1, 1, 3])
+    """
+    if attention_mask is None:
+        return None
+    m = attention_mask.bool()
+    if m.dim() == 2:
+        return m[:, None, None, :]  # (B, 1, 1, T)
+    if m.dim() == 3:
+        return m[:, None]  # (B, 1, T, T)
+    return m
+
+
+def _allowed_mask(T: int, device: torch.device, causal: bool, allowed: torch.Tensor | None) -> torch.Tensor | None:
+    """Combine the causal triangle with a caller's mask (True = may attend).
+
+    A query that may attend to nothing (a padding position before any real token) attends to
+    itself, so softmax never sees a row of -inf (which would give NaN).
+    """
+    causal_mask = torch.ones(T, T, dtype=torch.bool, device=device).tril() if causal else None
+    if allowed is None:
+        return causal_mask
+    allowed = allowed if causal_mask is None else (allowed & causal_mask)
+    empty = ~allowed.any(dim=-1, keepdim=True)  # (B, 1|nh, T, 1)
+    return allowed | (empty & torch.eye(T, dtype=torch.bool, device=device))
 
 
 class MLP(nn.Module):

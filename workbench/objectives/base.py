@@ -1,65 +1,137 @@
-"""The objective interface: an objective makes batches and owns the loss.
+"""The objective interface: an objective makes batches, owns the loss and names its metrics.
 
-The trainer only calls ``make_batch`` and ``loss``, so a new objective (masked LM, span
-corruption, fine-tuning heads) is a new module here, not a trainer change.
+The trainer only calls ``make_batch``, ``loss`` and ``metrics``; the evaluator adds up the sums
+that ``loss`` returns over a fixed :class:`EvalSet`. A new objective (masked LM, next-sentence
+prediction, span corruption, a fine-tuning head) is a new module here plus one registry line,
+not a trainer change.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+
+from ..config import ObjectiveConfig
+from ..corpora import Document
 
 IGNORE_INDEX = -100
 """Label value the loss skips (padding, unmasked positions), as in Hugging Face."""
 
 
 @dataclass
-class Batch:
-    """Tensors of one step. Objectives subclass it to add what they need (masks, segment ids)."""
+class TokenizedDoc:
+    """A document, its token ids and (for scoring in bits per character) how many characters
+    each token completes."""
 
-    input_ids: torch.Tensor  # (B, T)
-    labels: torch.Tensor  # (B, T), IGNORE_INDEX where no loss is taken
+    ids: list[int]
+    doc: Document
+    char_lengths: list[int] | None = None
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in moved.items():
-            if isinstance(v, torch.Tensor):
-                moved[k] = v.to(device, non_blocking=non_blocking)
-        return type(self)(**moved)
+
+@dataclass
+class TokenizedCorpus:
+    """Tokenized documents and the ids of the separator that joins them in the corpus text."""
+
+    docs: list[TokenizedDoc]
+    separator_ids: list[int] = field(default_factory=list)
+
+    def stream(self) -> list[int]:
+        """All documents as one id sequence, joined by the separator (what causal LM reads).
+
+        >>> TokenizedCorpus([TokenizedDoc([1, 2], Document("ab")), TokenizedDoc([3], Document("c"))], [0]).stream()
+        [1, 2, 0, 3]
+        """
+        out: list[int] = []
+        for i, d in enumerate(self.docs):
+            if i:
+                out += self.separator_ids
+            out += d.ids
+        return out
 
     @property
     def num_tokens(self) -> int:
-        """Positions that carry a label (what the loss averages over)."""
-        return int((self.labels != IGNORE_INDEX).sum())
+        return sum(len(d.ids) for d in self.docs)
+
+    @property
+    def num_chars(self) -> int:
+        return sum(len(d.doc.text) for d in self.docs)
+
+
+@dataclass
+class Batch:
+    """Tensors of one step. Objectives subclass it to add what they need (segment ids, masks)."""
+
+    input_ids: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T), IGNORE_INDEX where no loss is taken
+    attention_mask: torch.Tensor | None = None  # (B, T), 1 = real token, 0 = padding
+    label_chars: torch.Tensor | None = None  # (B, T), characters each label token spells (evaluation)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: v.to(device, non_blocking=non_blocking) for k, v in moved.items()
+                                if isinstance(v, torch.Tensor)})
+
+    @property
+    def num_input_tokens(self) -> int:
+        """Token positions fed to the model (from the shape: no device sync)."""
+        return self.input_ids.numel()
 
 
 @dataclass
 class LossOutput:
-    """Mean loss for backward, plus the sums an evaluator needs to average exactly."""
+    """The mean loss for backward, plus sums the evaluator adds up exactly over many batches.
+
+    ``sums`` are 0-d tensors left on the device (no ``.item()`` in the hot loop), e.g.
+    ``{"nll": summed negative log-likelihood in nats, "tokens": labelled positions, "chars":
+    characters those tokens spell}``, or ``{"correct": ..., "total": ...}`` for accuracies.
+    ``Objective.metrics`` turns the totals into named metrics.
+    """
 
     loss: torch.Tensor  # scalar, mean over labelled positions
-    nll_sum: float  # sum of per-token negative log-likelihood (nats)
-    num_tokens: int
-    metrics: dict[str, float]
+    sums: dict[str, torch.Tensor]
+
+
+@dataclass
+class EvalSet:
+    """The fixed validation batches every evaluation scores (built by ``Objective.eval_batches``)."""
+
+    batches: list[Batch]
 
 
 class Objective(ABC):
-    """Makes batches from a split's data and computes the loss of a model on them."""
+    """Makes batches from tokenized documents and computes the loss of a model on them."""
 
     name: ClassVar[str]
+    config_cls: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
+    needs: ClassVar[frozenset[str]] = frozenset()
+    """Model capabilities required (``ModelConfig.capabilities``), e.g. {'causal'}."""
     special_tokens: ClassVar[tuple[str, ...]] = ()
     """Special tokens the tokenizer must have for this objective ([MASK] for MLM, ...)."""
+    primary_metric: ClassVar[str] = "loss"
+    """The validation metric that picks the 'best' checkpoint (lower is better)."""
+
+    def __init__(self, config: ObjectiveConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_cls(name=self.name)
 
     @abstractmethod
-    def prepare(self, token_ids: list[int]) -> Any:
-        """Turn a split's token ids into whatever ``make_batch`` samples from."""
+    def prepare(self, corpus: TokenizedCorpus) -> Any:
+        """Turn a split's tokenized documents into whatever ``make_batch`` samples from."""
 
     @abstractmethod
-    def make_batch(self, data: Any, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch: ...
+    def make_batch(self, data: Any, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
+        """A random training batch; all randomness from ``generator`` (seeded per step)."""
+
+    @abstractmethod
+    def eval_batches(self, passages: TokenizedCorpus, batch_size: int, seq_len: int) -> list[Batch]:
+        """Deterministic batches covering the validation passages (the same for every run)."""
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput: ...
+
+    @abstractmethod
+    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        """Named metrics (``loss``, ``ppl``, ``bpc``, ``acc``...) from the summed ``LossOutput.sums``."""

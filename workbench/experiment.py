@@ -1,0 +1,124 @@
+"""From a :class:`RunConfig` to everything a run trains with: corpus -> split -> tokenizer ->
+tokenized documents -> objective data and the fixed evaluation set -> model.
+
+Also the cheap checks a form or the CLI runs before a process is started (:func:`preflight`)
+and the parameter count of a config without building anything (:func:`count_parameters`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .corpora import BUILTIN_CORPORA, Corpus, CorpusError, corpus_fingerprint, corpus_from_text, load_corpus, read_text_file
+from .models import LanguageModel, build_model
+from .objectives import EvalSet, Objective, TokenizedCorpus, TokenizedDoc, build_objective
+from .tokenizers import Tokenizer, train_tokenizer
+
+PROBE_TOKENS = 48
+"""Tokens of validation text on which attention is captured at every evaluation."""
+
+
+@dataclass
+class Experiment:
+    """Everything built from a config, before training."""
+
+    config: RunConfig
+    tokenizer: Tokenizer
+    objective: Objective
+    train_data: Any
+    eval_set: EvalSet
+    probe_ids: list[int]
+    model: LanguageModel
+    corpus_hash: str
+    """``corpora.corpus_fingerprint`` of the text it was built from (checked on resume)."""
+
+
+def tokenize(tokenizer: Tokenizer, corpus: Corpus, char_lengths: bool = False) -> TokenizedCorpus:
+    """Every document's ids (in one batch call: parallel for HF-backed tokenizers), and with
+    ``char_lengths`` the characters each token spells (what bits per character divide by)."""
+    texts = [d.text for d in corpus.documents]
+    pairs = tokenizer.encode_with_lengths(texts) if char_lengths else [(i, None) for i in tokenizer.encode_batch(texts)]
+    return TokenizedCorpus([TokenizedDoc(ids, d, lengths) for (ids, lengths), d in zip(pairs, corpus.documents)],
+                           tokenizer.encode(corpus.separator) if corpus.separator else [])
+
+
+def fit_tokenizer(cfg: RunConfig, corpus: Corpus, train: Corpus, objective: Objective) -> Tokenizer:
+    """Train the tokenizer the config names. Subword vocabularies learn from the training split
+    only (what they learn is statistics of the text, which validation must not leak into); the
+    character vocabulary is the set of every character, so no validation text is unencodable."""
+    text = corpus.text if cfg.data.tokenizer == "char" else train.text
+    return train_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, objective.special_tokens)
+
+
+def _check_lengths(train_tokens: int, eval_tokens: int, seq_len: int) -> None:
+    if train_tokens <= seq_len:
+        raise CorpusError(
+            f"the corpus is too short: its training split has {train_tokens} tokens but each example needs "
+            f"{seq_len + 1}; use a longer text, a smaller block_size / seq_len, or a smaller val_fraction"
+        )
+    if eval_tokens < 2:
+        raise CorpusError(
+            f"the corpus is too short: its validation text has {eval_tokens} token(s), too few to score; "
+            f"use a longer text, a larger val_fraction or a larger eval_chars"
+        )
+
+
+def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> Experiment:
+    """Load the corpus, split it, train (or reuse) the tokenizer, tokenize, build the model."""
+    corpus = load_corpus(cfg.data.corpus)
+    train, val = corpus.split(cfg.data.val_fraction)
+    objective = build_objective(cfg.objective)
+    tokenizer = tokenizer or fit_tokenizer(cfg, corpus, train, objective)
+    seq_len = cfg.seq_len
+    train_tok = tokenize(tokenizer, train)
+    passages = tokenize(tokenizer, Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator),
+                        char_lengths=True)
+    _check_lengths(len(train_tok.stream()), passages.num_tokens, seq_len)
+    eval_set = EvalSet(objective.eval_batches(passages, cfg.train.batch_size, seq_len))
+    model_cfg = replace(cfg.model, vocab_size=tokenizer.vocab_size)
+    cfg = replace(cfg, model=model_cfg)
+    torch.manual_seed(cfg.train.seed)  # same seed, same initial weights
+    model = build_model(model_cfg)
+    first_val = passages.docs[0].doc.text if passages.docs else ""
+    return Experiment(
+        config=cfg,
+        tokenizer=tokenizer,
+        objective=objective,
+        train_data=objective.prepare(train_tok),
+        eval_set=eval_set,
+        probe_ids=tokenizer.encode(first_val[: 8 * PROBE_TOKENS])[: min(PROBE_TOKENS, seq_len)],
+        model=model,
+        corpus_hash=corpus_fingerprint(corpus),
+    )
+
+
+PREFLIGHT_TOKENIZE_CHARS = 2_000_000
+"""Below this size a subword tokenizer is trained in :func:`preflight` to count tokens exactly."""
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Cheap checks before a process is started, so a mistake is reported at once, inline:
+    a user file that is missing, empty, not UTF-8 or too large, and a corpus too short for the
+    context (exact for the char tokenizer and for small texts, where the tokenizer is trained
+    here; a large text cannot be too short)."""
+    if cfg.data.corpus in BUILTIN_CORPORA:
+        return
+    corpus = corpus_from_text(read_text_file(cfg.data.corpus))
+    train, val = corpus.split(cfg.data.val_fraction)
+    passages = Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator)
+    if cfg.data.tokenizer == "char":  # one token per character: count without tokenizing
+        _check_lengths(len(train), sum(len(p.text) for p in passages.documents), cfg.seq_len)
+    elif len(corpus) <= PREFLIGHT_TOKENIZE_CHARS:
+        tokenizer = fit_tokenizer(cfg, corpus, train, build_objective(cfg.objective))
+        _check_lengths(len(tokenize(tokenizer, train).stream()), tokenize(tokenizer, passages).num_tokens, cfg.seq_len)
+
+
+def count_parameters(cfg: RunConfig, vocab_size: int) -> int:
+    """Parameters of the model a config describes, without building the data (for forms)."""
+    with torch.device("meta"):
+        model = build_model(replace(cfg.model, vocab_size=vocab_size))
+    return model.num_parameters()

@@ -1,0 +1,59 @@
+"""What every model family shares: the output record and the call every objective relies on.
+
+A family is a :class:`LanguageModel` subclass plus its config dataclass, registered in
+``workbench.models.FAMILIES``. Every model maps ids to a :class:`ModelOutput` through one call::
+
+    out = model(input_ids, attention_mask=None, output_attentions=False, output_hidden_states=False)
+
+and is split HF-style into a **trunk** (``model.trunk``: ids -> hidden states) and an output
+head (``model.lm_head``: hidden -> vocabulary logits), so task heads (masked LM, next-sentence,
+classification, tagging, QA spans) are small modules on ``out.hidden_states`` of any trunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..config import ModelConfig
+
+
+@dataclass
+class ModelOutput:
+    """What a model call returns.
+
+    ``hidden_states`` is the trunk's final output (after the last norm), the input of every
+    head. ``all_hidden_states`` (embeddings, then each layer; when asked) and ``attentions``
+    (one (B, nh, T, T) tensor per layer; when asked) are for inspection and probes.
+    """
+
+    logits: torch.Tensor  # (B, T, vocab)
+    hidden_states: torch.Tensor | None = None  # (B, T, C)
+    all_hidden_states: tuple[torch.Tensor, ...] | None = None  # n_layer + 1 tensors (B, T, C)
+    attentions: tuple[torch.Tensor, ...] | None = None  # n_layer tensors (B, nh, T, T)
+
+
+class LanguageModel(nn.Module):
+    """Base class of the model families (see the module docstring for the contract).
+
+    What a family can do (causal, bidirectional, attention that can be captured, ...) is said
+    once, in its config's ``capabilities``; objectives and callbacks read it there.
+    """
+
+    config: ModelConfig
+    trunk: nn.Module
+    """ids -> hidden states; returns (hidden, all hidden states or None, attentions or None)."""
+    lm_head: nn.Module
+    """hidden states -> vocabulary logits."""
+
+    @property
+    def max_context(self) -> int | None:
+        """Longest input the model accepts (generation crops to it); None means no limit."""
+        return self.config.max_context
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Parameter count, tied weights counted once (families with a position table can leave
+        it out when ``non_embedding``, as nanoGPT reports)."""
+        return sum(p.numel() for p in self.parameters())

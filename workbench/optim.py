@@ -1,0 +1,64 @@
+"""Optimizers, built outside the model from parameter groups and chosen by name in the config.
+
+``build_optimizer(model, train_config)`` is all the trainer calls. Parameter groups follow
+nanoGPT: weight decay on matrices and embeddings (dim >= 2), none on biases and norm gains.
+A new optimizer (Muon for the matrices, say, or per-group learning rates) is one more entry in
+:data:`OPTIMIZERS` taking the same groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+
+from .config import TrainConfig
+
+ParamGroups = list[dict]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> ParamGroups:
+    """Two groups of trainable parameters: decayed (dim >= 2) and not decayed (biases, norms).
+
+    Tied weights appear once (``model.parameters()`` yields each tensor once).
+
+    >>> groups = param_groups(nn.Linear(3, 2), 0.1)
+    >>> [(g["weight_decay"], [tuple(p.shape) for p in g["params"]]) for g in groups]
+    [(0.1, [(2, 3)]), (0.0, [(2,)])]
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def _adamw(groups: ParamGroups, cfg: TrainConfig, device_type: str) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device_type == "cuda")
+
+
+def _adam(groups: ParamGroups, cfg: TrainConfig, device_type: str) -> torch.optim.Optimizer:
+    # Adam's weight_decay is an L2 term added to the gradient (the difference AdamW fixed)
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device_type == "cuda")
+
+
+def _sgd(groups: ParamGroups, cfg: TrainConfig, device_type: str) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+OPTIMIZERS: dict[str, Callable[[ParamGroups, TrainConfig, str], torch.optim.Optimizer]] = {
+    "adamw": _adamw,
+    "adam": _adam,
+    "sgd": _sgd,
+}
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device_type: str = "cpu") -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` names over :func:`param_groups` of ``model``.
+
+    >>> opt = build_optimizer(nn.Linear(3, 2), TrainConfig(optimizer="sgd", lr=0.1, momentum=0.5))
+    >>> type(opt).__name__, opt.param_groups[0]["momentum"]
+    ('SGD', 0.5)
+    """
+    return OPTIMIZERS[cfg.optimizer](param_groups(model, cfg.weight_decay), cfg, device_type)
