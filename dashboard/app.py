@@ -1,6 +1,9 @@
 """LLM Objectives Workbench — the dashboard.
 
-Run from the project root:  ``streamlit run dashboard/app.py``  (or ``make run``).
+Start it with ``make run`` or ``python -m workbench dashboard`` (127.0.0.1 unless ``--host``
+says otherwise; beyond loopback they print a link with an access token). Without a token only
+this machine gets in, however Streamlit was started; with one, every visitor needs it
+(``guard.access_gate``).
 
 The pages only call the ``workbench`` package: Train starts a run as a subprocess through
 ``workbench.launcher``, the other pages read the run store that the subprocess writes.
@@ -18,6 +21,7 @@ if str(_HERE) not in sys.path:  # `import common` from the pages, under `streaml
 import streamlit as st  # noqa: E402
 
 import common  # noqa: E402
+import guard  # noqa: E402
 
 def _favicon():
     """A tiny causal attention pattern (lower triangle), drawn here: no icon fetched from a CDN."""
@@ -38,6 +42,8 @@ st.set_page_config(
     initial_sidebar_state="expanded",
 )
 
+guard.access_gate()  # first: a visitor from another machine without the token sees nothing else
+
 common.PAGES = {
     "train": st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),
     "monitor": st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
@@ -53,4 +59,5 @@ with st.sidebar:
     st.caption("Train small language models, watch them learn, look inside.")
 
 common.run_picker()
+guard.exposure_warning()
 page.run()

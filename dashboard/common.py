@@ -1,4 +1,5 @@
-"""Helpers shared by the dashboard pages: the store, the run picker, small formatters.
+"""Helpers shared by the dashboard pages: the store, the run picker, incremental metric reads
+and small formatters (the access gate and safe text are in ``guard.py``).
 
 The selected run lives in two places that are kept equal on every script run:
 ``st.session_state["selected_run"]`` (survives page switches inside one browser session) and
@@ -8,9 +9,15 @@ The selected run lives in two places that are kept equal on every script run:
 from __future__ import annotations
 
 import hashlib
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
 
+import numpy as np
 import streamlit as st
 
+from guard import code, md
 from workbench.paths import workbench_home
 from workbench.runstore import RunInfo, RunStore, UnknownRunError
 
@@ -27,7 +34,7 @@ STATUS_ICONS = {
 }
 
 
-# --- the store --------------------------------------------------------------------------------
+# --- the store ----------------------------------------------------------------------------------
 
 def get_store() -> RunStore:
     """One store per browser session and ``$WORKBENCH_HOME`` (a session runs one script at a time)."""
@@ -39,7 +46,14 @@ def get_store() -> RunStore:
     return cached
 
 
-# --- the selected run -------------------------------------------------------------------------
+def launch_limits():
+    """The caps on dashboard launches (``LaunchLimits.from_env``); a ConfigError for a bad setting."""
+    from workbench.limits import LaunchLimits
+
+    return LaunchLimits.from_env()
+
+
+# --- the selected run ---------------------------------------------------------------------------
 
 def select_run(run_id: str | None) -> None:
     """Make ``run_id`` the selected run for every page (and the URL)."""
@@ -78,8 +92,8 @@ def run_picker() -> str | None:
     if candidate and candidate not in labels:
         fallback = ids[0] if ids else None
         st.warning(
-            f"Run `{candidate}` is not in this workbench's store ({store.home}). "
-            + (f"Showing the newest run `{fallback}` instead; pick another in the sidebar." if fallback
+            f"Run {code(candidate)} is not in this workbench's store. "
+            + (f"Showing the newest run {code(fallback)} instead; pick another in the sidebar." if fallback
                else "There are no runs yet: start one on the **Train** page."),
             icon=":material/warning:",
         )
@@ -101,7 +115,7 @@ def run_picker() -> str | None:
             "Run", ids, format_func=lambda i: labels.get(i, i), key=key, on_change=_on_pick, args=(key,),
             help="Every page shows this run. The choice is kept in the URL (?run=...), so a refresh keeps it.",
         )
-        st.caption(f"{len(ids)} run(s) in `{store.home}`")
+        st.caption(f"{len(ids)} run(s) in `$WORKBENCH_HOME`")
     select_run(candidate)
     return candidate
 
@@ -127,7 +141,47 @@ def require_run(what: str) -> RunInfo | None:
     return info
 
 
-# --- formatting -------------------------------------------------------------------------------
+# --- metrics, read incrementally ------------------------------------------------------------------
+
+SERIES_KEY = "metric_series_cache"
+SERIES_RUNS_KEPT = 6
+"""Runs whose series a browser session keeps in memory (the least recently shown are dropped)."""
+
+
+def run_series(store: RunStore, info: RunInfo) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The run's metrics as ``{name: (steps, values)}``, reading only the rows written since the
+    last call in this browser session (``RunStore.metric_rows_since``). A resumed run (its
+    ``started_at`` changed) is read again from the start, since a resume re-logs steps."""
+    cache: OrderedDict = st.session_state.setdefault(SERIES_KEY, OrderedDict())
+    key = (str(store.home), info.id)
+    entry = cache.get(key)
+    if entry is None or entry["started_at"] != info.started_at:
+        entry = {"started_at": info.started_at, "cursor": 0, "series": {}, "rows_read": 0}
+    cache[key] = entry
+    cache.move_to_end(key)
+    while len(cache) > SERIES_RUNS_KEPT:
+        cache.popitem(last=False)
+
+    rows, entry["cursor"] = store.metric_rows_since(info.id, entry["cursor"])
+    entry["rows_read"] = len(rows)
+    series: dict[str, tuple[list, list]] = entry["series"]
+    replaced: dict[str, dict[int, float]] = {}
+    for step, name, value in rows:
+        steps, values = series.setdefault(name, ([], []))
+        if not steps or step > steps[-1]:
+            steps.append(step)
+            values.append(value)
+        else:  # a step logged again (a resume re-logs): merged below
+            replaced.setdefault(name, {})[step] = value
+    for name, new in replaced.items():
+        merged = dict(zip(*series[name]))
+        merged.update(new)
+        ordered = sorted(merged)
+        series[name] = (ordered, [merged[s] for s in ordered])
+    return {name: (np.asarray(s), np.asarray(v, dtype=float)) for name, (s, v) in series.items()}
+
+
+# --- formatting ---------------------------------------------------------------------------------
 
 def fmt_params(n: int | None) -> str:
     """``1234567 -> '1.23 M'``.
@@ -152,13 +206,35 @@ def fmt_loss(x: float | None) -> str:
 
 def fmt_duration(info: RunInfo) -> str:
     """Wall time of a run so far (or in total)."""
-    import time
-
     if info.started_at is None:
         return "—"
     end = info.ended_at or (time.time() if not info.is_terminal else info.heartbeat_at or info.started_at)
     s = max(0.0, end - info.started_at)
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def viewer_timezone() -> tuple[Any, str]:
+    """(tzinfo, label) of the browser's time zone (``st.context.timezone``); the server's local
+    zone when the browser did not say."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = st.context.timezone
+    if name:
+        try:
+            return ZoneInfo(name), name
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    local = datetime.now().astimezone()
+    return None, f"{local.tzname()}, the server's zone"
+
+
+def local_time(ts: float | None, tz: Any) -> datetime | None:
+    """A UNIX time as a naive datetime in ``tz`` (None: the server's local zone)."""
+    if ts is None:
+        return None
+    if tz is None:
+        return datetime.fromtimestamp(ts)
+    return datetime.fromtimestamp(ts, tz).replace(tzinfo=None)
 
 
 def status_badge(status: str) -> None:
@@ -170,9 +246,8 @@ def cuda_summary() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return f"CUDA available: {torch.cuda.get_device_name(0)}"
+        return f"CUDA available: {md(torch.cuda.get_device_name(0))}"
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "CUDA not available; Apple MPS available"
     return "CUDA not available on this machine: runs use the CPU"
-

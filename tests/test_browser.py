@@ -1,9 +1,11 @@
-"""The dashboard in a real browser: start a run from the form, watch its curve grow, see attention.
+"""The dashboard in a real browser: start a run from the form, watch its curve grow, see attention;
+and the access gate over a real network connection.
 
 Runs ``streamlit run dashboard/app.py`` as a subprocess against a temporary store and drives
 Debian's headless Chromium with Playwright (never ``playwright install``). Without Chromium the
-test is skipped, unless ``WORKBENCH_REQUIRE_BROWSER=1`` (CI), where that is a failure.
-Writes ``docs/screenshots/{monitor,attention}.png`` for the README on every run.
+tests are skipped, unless ``WORKBENCH_REQUIRE_BROWSER=1`` (CI), where that is a failure.
+Screenshots go to the test's temporary folder; ``make screenshots`` sets
+``WORKBENCH_SCREENSHOTS=docs/screenshots`` to refresh the README's pictures.
 """
 
 from __future__ import annotations
@@ -19,15 +21,25 @@ from pathlib import Path
 
 import pytest
 
+from workbench.presets import get_preset
 from workbench.runstore import RunStore
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS_ENV = "WORKBENCH_SCREENSHOTS"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-MAX_STEPS, EVAL_INTERVAL = 150, 25
+MAX_STEPS, EVAL_INTERVAL, EVAL_CHARS = 150, 25, 4096
+NASTY_NAME = "demo ![x](http://192.0.2.9/x.png) `t` **b** www.example.com"  # must show as typed, fetch nothing
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$WORKBENCH_SCREENSHOTS`` (relative to the project), else the test's tmp."""
+    given = os.environ.get(SHOTS_ENV)
+    folder = (ROOT / given) if given else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _missing(what: str) -> None:
@@ -43,39 +55,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A dashboard on a free local port with its own store; yields (base url, home)."""
-    home = tmp_path / "home"
+def _serve(tmp_path: Path, name: str, env: dict[str, str], args: list[str], cwd: Path):
+    """Start ``streamlit run <abs path>/dashboard/app.py`` with ``args``; returns (process, port, log)."""
     port = _free_port()
-    log = open(tmp_path / "streamlit.log", "wb")
+    log_path = tmp_path / f"{name}.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env={**os.environ, "WORKBENCH_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *args],
+        cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
                     if r.read().strip() == b"ok":
                         break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not come up:\n" + (tmp_path / "streamlit.log").read_text())
+                raise RuntimeError("streamlit did not come up:\n" + log_path.read_text())
             time.sleep(0.3)
-        yield url, home
+    except BaseException:
+        _end(proc, log)
+        raise
+    return proc, port, log
+
+
+def _end(proc: subprocess.Popen, log) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A dashboard on a free local port with its own store; yields (base url, home)."""
+    home = tmp_path / "home"
+    proc, port, log = _serve(tmp_path, "streamlit", {"WORKBENCH_HOME": str(home)},
+                             ["--server.address", "127.0.0.1"], cwd=ROOT)
+    try:
+        yield f"http://127.0.0.1:{port}", home
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _end(proc, log)
 
 
 @pytest.fixture
@@ -100,8 +126,14 @@ def _plot_js(expr: str) -> str:
     return f"() => {{ const el = document.querySelector('.js-plotly-plot'); const d = el && el.data; return !!(d && ({expr})); }}"
 
 
-def test_train_watch_and_look_inside(server, browser):
+def _committed_shots() -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in (ROOT / "docs" / "screenshots").glob("*.png")}
+
+
+def test_train_watch_and_look_inside(server, browser, tmp_path):
     url, home = server
+    shots = _shots_dir(tmp_path)
+    committed = _committed_shots()
     page = browser.new_page(viewport={"width": 1440, "height": 1250})
     page.set_default_timeout(60_000)
     outside = []  # the dashboard must work offline: nothing may be fetched from another host
@@ -116,6 +148,10 @@ def test_train_watch_and_look_inside(server, browser):
         box = page.get_by_role("spinbutton", name=label, exact=True)
         box.fill(str(value))
         box.press("Tab")
+    page.get_by_text("More settings").click()  # the expander with the validation budget
+    box = page.get_by_role("spinbutton", name="Validation text scored (characters, 0 = all)", exact=True)
+    box.fill(str(EVAL_CHARS))
+    box.press("Tab")
     page.get_by_role("button", name="Start training").click()
 
     # Monitor: the app switches there; the loss chart appears and grows while the run trains
@@ -124,9 +160,10 @@ def test_train_watch_and_look_inside(server, browser):
     stop.wait_for()  # drawn while the run is live
     (run,) = RunStore(home).list_runs()
     assert run.config["train"]["max_steps"] == MAX_STEPS and run.config["train"]["eval_interval"] == EVAL_INTERVAL
-    page.wait_for_function(_plot_js("d.length > 0 && d[0].x.length >= 2"), timeout=90_000)
+    assert run.config["data"]["eval_chars"] == EVAL_CHARS
+    page.wait_for_function(_plot_js("d.length > 0 && d[0].x.length >= 2"), timeout=180_000)
     first_points = page.evaluate("document.querySelector('.js-plotly-plot').data[0].x.length")
-    page.get_by_text(f"{MAX_STEPS} / {MAX_STEPS}").wait_for(timeout=90_000)  # the fragment saw the end
+    page.get_by_text(f"{MAX_STEPS} / {MAX_STEPS}").wait_for(timeout=180_000)  # the fragment saw the end
     # ...and asked for one full rerun: the parts outside the fragment now know the run ended
     stop.wait_for(state="detached")
     assert page.get_by_role("combobox", name="Run").input_value() == f"{run.id} · gpt-nano · finished"
@@ -138,8 +175,7 @@ def test_train_watch_and_look_inside(server, browser):
     assert page.evaluate("document.querySelector('.js-plotly-plot').data[1].x.length") == MAX_STEPS // EVAL_INTERVAL + 1
     assert f"run={run.id}" in page.url
     page.wait_for_timeout(500)  # let plotly finish its transition before the picture
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "monitor.png"))
+    page.screenshot(path=str(shots / "monitor.png"))
 
     # Attention: the sidebar link keeps the run; a heatmap of the last snapshot appears
     page.get_by_role("link", name="Attention").click()
@@ -152,7 +188,7 @@ def test_train_watch_and_look_inside(server, browser):
     assert f"run={run.id}" in page.url
     page.set_viewport_size({"width": 1440, "height": 1640})  # the single head and the layer x head grid
     page.wait_for_timeout(800)
-    page.screenshot(path=str(SHOTS / "attention.png"))
+    page.screenshot(path=str(shots / "attention.png"))
 
     # a browser refresh keeps the selected run (it is in the URL)
     page.reload(wait_until="domcontentloaded")
@@ -160,3 +196,89 @@ def test_train_watch_and_look_inside(server, browser):
     assert f"step {MAX_STEPS}" in page.evaluate("document.querySelector('.js-plotly-plot').layout.title.text")
     assert not page.locator("[data-testid='stException']").count()
     assert outside == []
+    assert {p.name for p in shots.glob("*.png")} >= {"monitor.png", "attention.png"}
+    if SHOTS_ENV not in os.environ:  # a plain test run leaves the README's pictures alone
+        assert _committed_shots() == committed
+
+
+def _lan_address() -> str | None:
+    """This machine's address on its network (no packet is sent), or None without one."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the outgoing interface
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("[data-testid='stApp']")
+    return page
+
+
+def test_started_from_another_folder_it_serves_other_machines_only_with_the_token(browser, tmp_path):
+    """``streamlit run /abs/dashboard/app.py`` from a folder without the project's config listens
+    on every interface: a visitor from the network address gets the refusal page, unless the
+    link has the token (which then leaves the address bar); with a token set, this machine needs it too."""
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no non-loopback address to visit the dashboard from")
+    token = "tok-" + os.urandom(8).hex()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc, port, log = _serve(tmp_path, "gated", {"WORKBENCH_HOME": str(tmp_path / "home"), "WORKBENCH_TOKEN": token},
+                             [], cwd=elsewhere)
+    try:
+        page = _open(browser, f"http://{lan}:{port}/")
+        page.get_by_text("This dashboard needs an access token").wait_for()
+        assert page.get_by_role("heading", name="Train a model").count() == 0
+
+        page = _open(browser, f"http://{lan}:{port}/?token={token}")
+        page.get_by_role("heading", name="Train a model").wait_for()
+        page.wait_for_function("() => !window.location.search.includes('token')")
+        page.reload(wait_until="domcontentloaded")  # a new session: the token is no longer in the link...
+        page.get_by_text("This dashboard needs an access token").wait_for()  # ...so it must be given again
+        page.get_by_label("Access token").fill(token)
+        page.get_by_role("button", name="Open the dashboard").click()
+        page.get_by_role("heading", name="Train a model").wait_for()
+
+        page = _open(browser, f"http://127.0.0.1:{port}/")  # with a token set, this machine needs it too
+        page.get_by_text("This dashboard needs an access token").wait_for()
+        page = _open(browser, f"http://127.0.0.1:{port}/?token={token}")
+        page.get_by_role("heading", name="Train a model").wait_for()
+    finally:
+        _end(proc, log)
+
+    store = RunStore(tmp_path / "home")
+    run_id = store.create_run(get_preset("gpt-nano").to_dict(), name=NASTY_NAME)
+    store.update_run(run_id, status="failed", error=f"ValueError: {NASTY_NAME}")
+    proc, port, log = _serve(tmp_path, "open", {"WORKBENCH_HOME": str(tmp_path / "home")}, [], cwd=elsewhere)
+    try:
+        env_token = os.environ.get("WORKBENCH_TOKEN")
+        assert env_token is None or env_token != token
+        page = _open(browser, f"http://{lan}:{port}/?token={token}")  # no token is set: nobody gets in
+        page.get_by_text("none is set").wait_for()
+        assert page.get_by_role("heading", name="Train a model").count() == 0
+        page = _open(browser, f"http://127.0.0.1:{port}/")
+        page.get_by_role("heading", name="Train a model").wait_for()
+        page.get_by_text("visitors from other machines are refused").wait_for()  # the sidebar warning
+
+        # a run name full of Markdown is drawn as typed: no image, link or bold, nothing fetched
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"http://127.0.0.1:{port}/monitor?run={run_id}", wait_until="domcontentloaded")
+        heading = page.locator("[data-testid='stMain'] h3", has_text="Run ").first
+        heading.wait_for()
+        error = page.locator("[data-testid='stAlertContentError']").first
+        error.wait_for()
+        for element in (heading, error):
+            assert NASTY_NAME in element.inner_text().replace("\u2060", "")  # (invisible joiners break links)
+            assert element.locator("img, a[href^='http'], a[href^='mailto'], strong, em").count() == 0, \
+                element.inner_html()
+        assert not [u for u in requests if "192.0.2.9" in u or "example.com" in u]
+    finally:
+        _end(proc, log)

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +22,18 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from workbench import launcher
-from workbench.config import apply_overrides, get_preset
+from workbench.overrides import apply_overrides
 from workbench.corpora import load_shakespeare
 from workbench.pipeline import attention_snapshots, train
+from workbench.presets import get_preset
 from workbench.runstore import RunStore
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-TINY = dict(max_steps=30, eval_interval=10, eval_iters=2, batch_size=4, log_interval=5, warmup_steps=5)
+if str(APP.parent) not in sys.path:
+    sys.path.insert(0, str(APP.parent))
+import common  # noqa: E402  (the dashboard's modules: the app imports the same ones)
+import guard  # noqa: E402
+TINY = dict(max_steps=30, eval_interval=10, eval_chars=2048, batch_size=4, log_interval=5, warmup_steps=5)
 
 
 def _app(run: str | None = None, page: str | None = None) -> AppTest:
@@ -58,8 +68,25 @@ def _charts(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def _texts(elements) -> str:
+def _raw(elements) -> str:
+    """The Markdown source of the elements, as sent to the browser."""
     return "\n".join(str(e.value) for e in elements)
+
+
+def _texts(elements) -> str:
+    """The elements' Markdown with backslash escapes resolved and the invisible word joiners
+    (``guard.WJ``, which break bare links) removed: the characters the browser shows."""
+    return re.sub(r"\\(.)", r"\1", _raw(elements)).replace(guard.WJ, "")
+
+
+@pytest.fixture(autouse=True)
+def local_visitor(monkeypatch):
+    """Every test is a visitor on this machine unless it says otherwise (AppTest has no real
+    connection: its mocked client address would count as remote, and be refused)."""
+    monkeypatch.setattr(guard, "client_ip", lambda: None)
+    monkeypatch.delenv("WORKBENCH_TOKEN", raising=False)
+    for name in ("WORKBENCH_MAX_RUNS", "WORKBENCH_MAX_PARAMS", "WORKBENCH_MAX_TOKENS_PER_STEP", "WORKBENCH_MAX_STEPS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -183,6 +210,7 @@ def test_valid_submit_starts_one_run_and_opens_monitor(home):
     run = runs[0]
     assert run.name == "from-the-form"
     assert run.config["train"]["max_steps"] == 30 and run.config["train"]["seed"] == 7
+    assert run.config["data"]["eval_chars"] == 2048  # "Validation text scored" replaced eval_iters
     assert run.config["data"]["corpus"] == "shakespeare"
     assert at.title[0].value == "Monitor"  # switched pages
     assert at.query_params["run"] == run.id
@@ -224,6 +252,68 @@ def test_uploaded_corpus_is_saved_by_content_hash_and_trains(home):
     assert info.status == "finished", info.error
 
 
+def test_changing_the_preset_keeps_the_corpus_choice_and_the_upload(home):
+    text = "the rain in spain stays mainly in the plain\n" * 60
+    at = _app()
+    at.radio(key="tf_corpus_source").set_value("Upload a .txt file")
+    at.file_uploader(key="tf_upload").set_value(("spain.txt", text.encode(), "text/plain"))
+    at.text_input(key="tf_run_name").set_value("mine")
+    at.button(key="check").click().run()  # form values count once submitted
+    assert not at.error
+    at.selectbox(key="train_preset").set_value("gpt-cpu").run()
+    assert at.number_input(key="tf_n_embd").value == 128  # the model fields follow the preset...
+    assert at.radio(key="tf_corpus_source").value == "Upload a .txt file"  # ...the corpus choice stays
+    assert at.text_input(key="tf_run_name").value == "mine"
+    at.button(key="check").click().run()
+    assert not at.error
+    assert {m.label: m.value for m in at.metric}["Vocabulary"] == str(len(set(text)))  # still the upload
+
+
+def test_a_too_short_upload_is_an_inline_error_on_check_and_on_start(home):
+    at = _app()
+    at.radio(key="tf_corpus_source").set_value("Upload a .txt file")
+    # 38 characters: a training split of 34 cannot fill one 64-token context (+1 target)
+    at.file_uploader(key="tf_upload").set_value(("short.txt", b"to be or not to be\n" * 2, "text/plain"))
+    at.button(key="check").click().run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert "**corpus**" in errors and "too short" in errors  # next to the corpus field, before any launch
+    assert not (home / "uploads").exists() or not any((home / "uploads").iterdir())  # Check stores nothing
+    assert not any(p.name.startswith("workbench-check-") for p in Path(tempfile.gettempdir()).iterdir())
+
+    at.button(key="launch").click().run()
+    assert "too short" in _texts(at.error)
+    assert at.title[0].value == "Train a model"
+    assert RunStore(home).list_runs() == []  # no run, no process
+
+
+def test_launch_limits_are_shown_and_enforced_next_to_the_field(home, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_MAX_PARAMS", "50000")
+    at = _app()
+    assert "0.05 M parameters" in _texts(at.caption) and "WORKBENCH_MAX_RUNS" in _texts(at.caption)
+    at.button(key="check").click().run()
+    errors = _texts(at.error)
+    assert "**n_embd**" in errors and "this dashboard allows 50,000" in errors
+    at.button(key="launch").click().run()
+    assert "this dashboard allows 50,000" in _texts(at.error)
+    assert RunStore(home).list_runs() == []
+
+
+def test_concurrent_runs_are_capped(home, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setenv("WORKBENCH_MAX_RUNS", "1")
+    store = RunStore(home)
+    live = store.create_run(get_preset("gpt-nano").to_dict(), name="busy")
+    store.update_run(live, status="running", pid=os.getpid(), heartbeat_at=time.time())
+    at = _app()
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert "1 run(s) are already training" in _texts(at.error)
+    assert [r.id for r in store.list_runs()] == [live]  # nothing else started
+
+
 # --- Monitor page -------------------------------------------------------------------------------
 
 def test_monitor_shows_status_and_loss_curves_of_a_finished_run(finished):
@@ -235,7 +325,9 @@ def test_monitor_shows_status_and_loss_curves_of_a_finished_run(finished):
     assert metrics["Step"] == "30 / 30"
     store = RunStore(home)
     assert metrics["Best val loss"] == f"{store.get_run(newest).best_val_loss:.4f}"
-    assert not at.button  # no Stop button once the run has ended
+    keys = [b.key for b in at.button]
+    assert "stop" not in keys and "stop_disabled" not in keys  # no Stop button once the run has ended
+    assert "extend" in keys and "delete" in keys and "resume" not in keys  # finished: extend or delete
 
     charts = _charts(at)
     assert len(charts) == 5  # loss, val/ppl, tokens/s, lr, grad_norm
@@ -274,8 +366,115 @@ def test_monitor_reconciles_a_dead_process_to_failed(home):
     run_id = store.create_run(get_preset("gpt-nano").to_dict())
     store.update_run(run_id, status="running", pid=2**22 + 12345)  # no such process
     at = _app(run=run_id, page="monitor")
-    assert "exited without reporting" in _texts(at.error)
+    assert "died without reporting" in _texts(at.error)
     assert store.get_run(run_id).status == "failed"
+
+
+class _StopAt:
+    """A trainer callback that asks the run to stop at a step (as the Stop button does)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_fit_start(self, trainer) -> None: ...
+    def on_evaluate(self, trainer, metrics) -> None: ...
+    def on_fit_end(self, trainer, status) -> None: ...
+
+    def on_log(self, trainer, metrics) -> None:
+        if trainer.state.step >= self.step:
+            trainer.control.should_stop = True
+
+
+def test_a_stopped_run_is_resumed_from_monitor_once(home):
+    store = RunStore(home)
+    run_id = train(apply_overrides(get_preset("gpt-nano"), TINY), store, callbacks=[_StopAt(10)])
+    assert store.get_run(run_id).status == "stopped"
+    at = _app(run=run_id, page="monitor")
+    assert "stopped at step 10" in _texts(at.warning)
+    at.button(key="resume").click().run()
+    assert not at.exception and not at.error
+    assert f"Resumed run `{run_id}`" in _texts(at.success)
+    at.run()  # a bare rerun (a refresh) does not resume it again
+    assert not at.error
+    info = launcher.wait_for(run_id, store, timeout=120)
+    assert info.status == "finished" and info.step == 30, info.error
+    steps, _ = store.metric_series(run_id)["val/loss"]
+    assert steps == [0, 10, 20, 30]
+    at.run()  # the page's metric cache saw a new start: it reads the run again, whole
+    entry = at.session_state[common.SERIES_KEY][(str(home), run_id)]
+    assert entry["started_at"] == info.started_at
+    traces = {t["name"]: t for t in _charts(at)[0]["data"]}
+    assert list(_array(traces["train/loss"]["x"])) == store.metric_series(run_id)["train/loss"][0]
+    assert list(_array(traces["val/loss"]["x"])) == [0, 10, 20, 30]
+
+
+def test_a_finished_run_is_extended_and_limits_errors_are_inline(home, monkeypatch):
+    store = RunStore(home)
+    run_id = train(apply_overrides(get_preset("gpt-nano"), {**TINY, "max_steps": 20}), store)
+    monkeypatch.setenv("WORKBENCH_MAX_STEPS", "35")
+    at = _app(run=run_id, page="monitor")
+    assert "resume" not in [b.key for b in at.button]  # finished: nothing to resume, only extend
+    at.number_input(key=f"extend_to_{run_id}").set_value(40)
+    at.button(key="extend").click().run()
+    assert not at.exception
+    assert "**max_steps**: 40 steps; this dashboard allows 35" in _texts(at.error)
+    assert store.get_run(run_id).status == "finished"
+
+    monkeypatch.delenv("WORKBENCH_MAX_STEPS")
+    at.button(key="extend").click().run()
+    assert not at.error and f"Extended run `{run_id}`" in _texts(at.success)
+    info = launcher.wait_for(run_id, store, timeout=120)
+    assert info.status == "finished" and info.step == 40 and info.max_steps == 40, info.error
+
+
+def test_resume_errors_are_inline_not_tracebacks(home):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict(), name="no-ckpt")
+    store.update_run(run_id, status="stopped", step=5)
+    ckpt = store.run_dir(run_id) / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "last.safetensors").write_bytes(b"")  # a checkpoint file, but for a run whose corpus...
+    store.update_run(run_id, corpus_hash="not-the-hash-of-shakespeare")  # ...changed since
+    at = _app(run=run_id, page="monitor")
+    at.button(key="resume").click().run()
+    assert not at.exception
+    assert "has changed since run" in _texts(at.error)
+    assert store.get_run(run_id).status == "stopped"
+
+
+def test_delete_asks_first_then_removes_the_run_and_moves_the_picker(home):
+    store = RunStore(home)
+    older = store.create_run(get_preset("gpt-nano").to_dict(), name="keep")
+    store.update_run(older, status="finished")
+    time.sleep(0.01)
+    doomed = store.create_run(get_preset("gpt-nano").to_dict(), name="doomed")
+    store.log_metrics(doomed, 1, {"train/loss": 4.0})
+    store.update_run(doomed, status="failed", error="boom")
+    at = _app(run=doomed, page="monitor")
+    at.button(key="delete").click().run()
+    assert "cannot be undone" in _texts(at.warning)
+    at.run()  # a bare rerun deletes nothing
+    at.button(key="delete_cancel").click().run()
+    assert "cannot be undone" not in _texts(at.warning)
+    assert store.get_run(doomed).status == "failed"
+
+    at.button(key="delete").click().run()
+    at.button(key="delete_confirm").click().run()
+    assert not at.exception and not at.error
+    assert [r.id for r in store.list_runs()] == [older]
+    assert not store.run_dir(doomed).exists() and store.metrics(doomed) == []
+    assert at.query_params["run"] == older and at.sidebar.selectbox[0].value == older
+    assert f"Deleted run `{doomed}`" in _texts(at.success)
+    assert "keep" in _texts(at.subheader)
+
+
+def test_a_live_run_cannot_be_deleted_or_resumed_from_monitor(home):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict())
+    store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time())
+    at = _app(run=run_id, page="monitor")
+    keys = [b.key for b in at.button]
+    assert "stop" in keys and not {"delete", "resume", "extend"} & set(keys)
 
 
 # --- Attention page -----------------------------------------------------------------------------
@@ -338,6 +537,23 @@ def test_sample_with_characters_outside_the_vocabulary_says_what_to_change(finis
     assert not at.code
 
 
+def test_sample_says_when_best_fell_back_to_the_last_checkpoint(home):
+    store = RunStore(home)
+    run_id = train(apply_overrides(get_preset("gpt-nano"), TINY), store, callbacks=[_StopAt(5)])
+    best = store.run_dir(run_id) / "ckpt" / "best.safetensors"
+    best.unlink(missing_ok=True)  # stopped before any evaluation improved: only 'last' exists
+    at = _app(run=run_id, page="sample")
+    assert at.radio(key="s_which").value == "best"
+    at.number_input(key="s_max_new").set_value(10)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert "from the **last** checkpoint" in _texts(at.caption)
+    assert "no **best** checkpoint yet" in _texts(at.warning)
+    at.radio(key="s_which").set_value("last")
+    at.button[0].click().run()
+    assert "from the **last** checkpoint" in _texts(at.caption) and not at.warning
+
+
 # --- Runs page and the shared run picker ----------------------------------------------------------
 
 def test_runs_page_lists_runs_and_compares_their_val_loss(finished):
@@ -351,6 +567,45 @@ def test_runs_page_lists_runs_and_compares_their_val_loss(finished):
     assert len(names) == 2 and any("slow-lr" in n for n in names)
     assert all(len(_array(t["x"])) == 4 for t in chart["data"])  # val/loss at steps 0, 10, 20, 30
     assert "train.lr" in list(at.dataframe[1].value.index)  # the setting in which they differ
+
+
+def _started_column(table):
+    (col,) = [c for c in table.columns if c.startswith("started")]
+    return col
+
+
+def test_runs_page_shows_times_in_the_viewers_zone_and_why_runs_failed(home):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict())
+    t0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+    store.update_run(run_id, status="running", pid=2**22 + 12345, started_at=t0, heartbeat_at=t0)  # long dead
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.context["timezone"] = "Asia/Tokyo"
+    at.run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    col = _started_column(table)
+    assert col == "started (Asia/Tokyo)"
+    assert str(table[col][0]) == "2023-11-15 07:13:20"  # UTC+9, not UTC
+    assert "died without reporting" in table["note"][0]
+
+
+def test_runs_page_falls_back_to_the_servers_zone(home, monkeypatch):
+    store = RunStore(home)
+    run_id = store.create_run(get_preset("gpt-nano").to_dict())
+    store.update_run(run_id, status="finished", started_at=1_700_000_000)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        at = _app(page="runs")
+        table = at.dataframe[0].value
+        col = _started_column(table)
+        assert "the server's zone" in col and "EST" in col
+        assert str(table[col][0]) == "2023-11-14 17:13:20"  # UTC-5
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_run_picker_is_shared_across_pages_and_kept_in_the_url(finished):

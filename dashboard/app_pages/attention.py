@@ -6,8 +6,10 @@ import numpy as np
 import streamlit as st
 
 import common
+import guard
 from workbench import plots
 from workbench.pipeline import attention_snapshots, load_attention
+from workbench.runstore import UnknownRunError
 
 st.title("Attention")
 st.caption(
@@ -25,7 +27,11 @@ snapshots = attention_snapshots(store, info.id)
 @st.fragment(run_every=2.0)
 def _watch_for_snapshots(run_id: str, known: int) -> None:
     """While the run trains: a full rerun when a new snapshot lands (then the slider offers it)."""
-    if len(attention_snapshots(store, run_id)) != known or store.get_run(run_id).is_terminal:
+    try:
+        ended = store.get_run(run_id).is_terminal
+    except UnknownRunError:  # deleted meanwhile: the picker moves on
+        ended = True
+    if ended or len(attention_snapshots(store, run_id)) != known:
         st.rerun()
 
 
@@ -34,11 +40,12 @@ if not info.is_terminal:
 
 if not snapshots:
     if info.is_terminal:
-        st.info(f"Run `{info.id}` ended ({info.status}) without any attention snapshot "
+        st.info(f"Run {guard.code(info.id)} ended ({info.status}) without any attention snapshot "
                 "(they are taken at each evaluation).", icon=":material/info:")
     else:
-        st.info(f"Run `{info.id}` has no attention snapshots yet: the first one is taken at its first evaluation "
-                f"(step {info.config.get('train', {}).get('eval_interval', '?')}). This page updates by itself.",
+        st.info(f"Run {guard.code(info.id)} has no attention snapshots yet: the first one is taken at its first "
+                f"evaluation (step {guard.md(info.config.get('train', {}).get('eval_interval', '?'))}). "
+                "This page updates by itself.",
                 icon=":material/hourglass_top:")
     st.stop()
 
@@ -58,7 +65,7 @@ with controls[0]:
 try:
     maps = _load(str(paths[step]), paths[step].stat().st_mtime)
 except (OSError, ValueError, KeyError) as exc:
-    st.error(f"Could not read the snapshot of step {step}: {exc}", icon=":material/error:")
+    st.error(f"Could not read the snapshot of step {step}: {guard.md(guard.redact(exc))}", icon=":material/error:")
     st.stop()
 with controls[1]:
     layer = st.selectbox("Layer", list(range(maps.n_layers)), key="attn_layer")

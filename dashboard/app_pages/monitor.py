@@ -1,8 +1,10 @@
-"""Monitor: status and live charts of the selected run.
+"""Monitor: status and live charts of the selected run; resume, extend or delete an ended run.
 
 The charts live in a fragment that re-runs every second while the run is live; the first time
 it sees the run ended it triggers one full rerun, after which ``run_every`` is None and the
-page stops polling.
+page stops polling. Each tick reads only the metric rows written since the last one
+(``common.run_series``) and every trace is downsampled (``workbench.plots.downsample``), so a
+long run costs about as much to watch as a short one.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import streamlit as st
 
 import common
+import guard
 from workbench import launcher, plots
-from workbench.runstore import RunInfo
+from workbench.config import ConfigError
+from workbench.runstore import RunInfo, UnknownRunError
 
 POLL_S = 1.0
 
 st.title("Monitor")
 
 flash = st.session_state.pop("flash", None)
-if flash:
-    st.success(flash, icon=":material/rocket_launch:")
+if flash:  # a message from the action that led here: text, or (text, icon)
+    text, icon = flash if isinstance(flash, tuple) else (flash, ":material/rocket_launch:")
+    st.success(text, icon=icon)
 
 info = common.require_run("watch it learn")
 if info is None:
@@ -29,14 +34,62 @@ store = common.get_store()
 run_id = info.id
 
 
+# --- actions (callbacks: they run once per click, never again on a rerun) --------------------------
 
 def _request_stop(run_id: str) -> None:
     launcher.stop_run(run_id, store)
     st.toast("Stop requested: the run ends after its current step.", icon=":material/stop_circle:")
 
 
+def _action_error(run_id: str, exc: BaseException) -> None:
+    if isinstance(exc, ConfigError):
+        text = f"**{guard.md(exc.field)}**: {guard.md(guard.redact(exc.message))}"
+    elif isinstance(exc, UnknownRunError):
+        text = f"run {guard.code(run_id)} is no longer in the store"
+    else:
+        text = guard.md(guard.redact(exc))
+    st.session_state["monitor_error"] = (run_id, text)
+
+
+def _resume(run_id: str, extend: bool) -> None:
+    """Continue an ended run from its last checkpoint; ``extend``: to the step in the number box."""
+    overrides = {"max_steps": int(st.session_state[f"extend_to_{run_id}"])} if extend else None
+    try:
+        cfg = launcher.resume_run(run_id, store, overrides=overrides, limits=common.launch_limits())
+    except (ValueError, UnknownRunError, OSError) as exc:  # ConfigError and CorpusError are ValueErrors
+        _action_error(run_id, exc)
+        return
+    st.session_state.pop("monitor_error", None)
+    st.session_state["flash"] = (f"{'Extended' if extend else 'Resumed'} run {guard.code(run_id)}: it continues "
+                                 f"from its last checkpoint to step {cfg.train.max_steps}.")
+
+
+def _ask_delete(run_id: str) -> None:
+    st.session_state["confirm_delete"] = run_id
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop("confirm_delete", None)
+
+
+def _delete(run_id: str) -> None:
+    st.session_state.pop("confirm_delete", None)
+    try:
+        store.delete_run(run_id)
+    except (ValueError, UnknownRunError, OSError) as exc:
+        _action_error(run_id, exc)
+        return
+    st.session_state.pop("monitor_error", None)
+    remaining = store.list_runs()
+    common.select_run(remaining[0].id if remaining else None)
+    st.session_state["flash"] = (f"Deleted run {guard.code(run_id)}: its metrics, checkpoints and snapshots are gone.",
+                                 ":material/delete:")
+
+
+# --- header ---------------------------------------------------------------------------------------
+
 head = st.columns([5, 1], vertical_alignment="center")
-head[0].subheader(f"Run `{run_id}`" + (f" · {info.name}" if info.name else ""))
+head[0].subheader(f"Run {guard.code(run_id)}" + (f" · {guard.md(info.name)}" if info.name else ""))
 if not info.is_terminal:
     if info.stop_requested:
         head[1].button("Stopping…", disabled=True, key="stop_disabled", width="stretch")
@@ -44,6 +97,44 @@ if not info.is_terminal:
         head[1].button("Stop", icon=":material/stop:", key="stop", width="stretch", on_click=_request_stop, args=(run_id,),
                        help="Ask the run to stop: it finishes its step, saves its last checkpoint and ends 'stopped'.")
 
+
+def _actions(info: RunInfo) -> None:
+    """Resume / extend / delete, for a run that has ended."""
+    has_ckpt = (store.run_dir(info.id) / "ckpt" / "last.safetensors").exists()
+    with st.container(border=True):
+        bar = st.container(horizontal=True, vertical_alignment="bottom")
+        if has_ckpt and info.status in ("stopped", "failed") and info.step < info.max_steps:
+            bar.button("Resume", icon=":material/play_arrow:", key="resume", on_click=_resume, args=(info.id, False),
+                       help=f"Continue from the last checkpoint to step {info.max_steps}, in a new process.")
+        if has_ckpt:
+            bar.number_input("Train on to step (max_steps)", min_value=info.step + 1, value=max(info.max_steps, info.step) * 2,
+                             step=max(1, info.max_steps // 2), key=f"extend_to_{info.id}", width=220,
+                             help="Extend the run: it continues from its last checkpoint, with the same settings, "
+                                  "to this many steps. The learning-rate schedule is recomputed for the new length "
+                                  "(the rate rises again from where it had decayed to).")
+            bar.button("Extend", icon=":material/fast_forward:", key="extend", on_click=_resume, args=(info.id, True))
+        bar.button("Delete…", icon=":material/delete:", key="delete", on_click=_ask_delete, args=(info.id,),
+                   help="Remove the run from the store, with its checkpoints and snapshots (asks first).")
+        if not has_ckpt:
+            st.caption("No checkpoint was saved (one is saved at each evaluation), so this run cannot continue: "
+                       "start a new run on the Train page instead.")
+        if st.session_state.get("confirm_delete") == info.id:
+            st.warning(f"Delete run {guard.code(info.id)}" + (f" ({guard.md(info.name)})" if info.name else "")
+                       + " with its metrics, checkpoints and attention snapshots? This cannot be undone.",
+                       icon=":material/delete_forever:")
+            confirm = st.container(horizontal=True)
+            confirm.button("Delete permanently", type="primary", key="delete_confirm", on_click=_delete, args=(info.id,))
+            confirm.button("Cancel", key="delete_cancel", on_click=_cancel_delete)
+        err = st.session_state.get("monitor_error")
+        if err is not None and err[0] == info.id:
+            st.error(err[1], icon=":material/error:")
+
+
+if info.is_terminal:
+    _actions(info)
+
+
+# --- status and charts ------------------------------------------------------------------------------
 
 def _status_row(info: RunInfo) -> None:
     c = st.columns([1.2, 1, 1, 1, 1, 1])
@@ -59,50 +150,59 @@ def _status_row(info: RunInfo) -> None:
     if info.max_steps:
         st.progress(min(1.0, info.step / info.max_steps))
     if info.status == "failed":
-        st.error(f"The run failed: {info.error or 'no error text was recorded'}", icon=":material/error:")
+        st.error(f"The run failed: {guard.md(guard.redact(info.error or 'no error text was recorded'))}",
+                 icon=":material/error:")
     elif info.status == "stopped":
-        st.warning(f"The run was stopped at step {info.step}." + (f" ({info.error})" if info.error else ""),
-                   icon=":material/stop_circle:")
+        st.warning(f"The run was stopped at step {info.step}."
+                   + (f" ({guard.md(guard.redact(info.error))})" if info.error else ""), icon=":material/stop_circle:")
     elif info.status == "queued":
         st.info("Queued: the training process is starting (loading the corpus and building the tokenizer).",
                 icon=":material/schedule:")
 
 
-def _chart(fig, caption: str, key: str) -> None:
+def _chart(fig, caption: str, key: str, run_id: str) -> None:
+    fig.update_layout(uirevision=run_id)  # a zoom or pan survives the live updates
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
     st.caption(caption)
 
 
 @st.fragment(run_every=None if info.is_terminal else POLL_S)
 def live_panel(run_id: str, was_terminal: bool) -> None:
-    info = launcher.run_status(run_id, store)
+    try:
+        info = launcher.run_status(run_id, store)
+    except UnknownRunError:
+        st.rerun()  # deleted meanwhile (another tab, the CLI): the picker moves on
     if info.is_terminal and not was_terminal:
         st.rerun()  # the run just ended: one full rerun redraws the page with polling off
     _status_row(info)
-    series = store.metric_series(run_id)
+    series = common.run_series(store, info)
     if not series:
         st.info("No metrics yet: the first point appears after the first log interval.", icon=":material/hourglass_top:")
     else:
         _chart(plots.loss_figure(series, title="Training and validation loss"),
                "Cross-entropy of the next-token prediction. Train loss is averaged over the last log interval; "
                "val loss is measured on held-out text at each evaluation. A widening gap means overfitting.",
-               "loss")
+               "loss", run_id)
         left, right = st.columns(2)
         with left:
             _chart(plots.metric_figure(series, "val/ppl", title="Validation perplexity", log_y=True),
                    "exp(val loss): roughly how many tokens the model is still choosing between at each position.",
-                   "ppl")
+                   "ppl", run_id)
             _chart(plots.metric_figure(series, "tokens_per_s", title="Throughput (tokens / s)"),
-                   "Training tokens processed per second (evaluation time excluded).", "tps")
+                   "Training tokens processed per second (evaluation, snapshots and checkpoints excluded).", "tps", run_id)
         with right:
             _chart(plots.metric_figure(series, "lr", title="Learning rate"),
-                   "The schedule: linear warm-up, then cosine decay to the minimum learning rate.", "lr")
+                   "The schedule: linear warm-up, then cosine decay to the minimum learning rate.", "lr", run_id)
             _chart(plots.metric_figure(series, "grad_norm", title="Gradient norm"),
-                   "Global gradient norm before clipping; spikes often go with loss spikes.", "gnorm")
+                   "Global gradient norm before clipping; spikes often go with loss spikes.", "gnorm", run_id)
+        longest = max(len(s) for s, _ in series.values())
+        if longest > plots.MAX_POINTS:
+            st.caption(f"Long curves are drawn with at most {plots.MAX_POINTS} points each (every stretch's lowest "
+                       f"and highest value, so spikes stay visible); the store keeps all {longest:,}.")
     with st.expander("Training log (tail of stdout.log)"):
         log = launcher.tail_log(run_id, store, lines=40)
         if log:
-            st.code(log, language=None)
+            st.code(guard.redact(log), language=None)
         else:
             st.caption("No output yet." if not info.is_terminal else
                        "No stdout.log: this run was trained in a notebook or terminal, which showed its output there.")
@@ -111,4 +211,4 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
 live_panel(run_id, info.is_terminal)
 
 with st.expander("Config of this run"):
-    st.json(info.config, expanded=False)
+    st.json(guard.redact_config(info.config), expanded=False)

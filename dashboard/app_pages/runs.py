@@ -1,4 +1,9 @@
-"""Runs: every run in the store, and a comparison of the curves of the ones you pick."""
+"""Runs: every run in the store, and a comparison of the curves of the ones you pick.
+
+Times are shown in the browser's time zone (the server's when the browser does not say), as
+the CLI shows them in the terminal's. The comparison reads only the chosen metric of each run
+and draws every curve downsampled, so ten long runs compare as quickly as two short ones.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import pandas as pd
 import streamlit as st
 
 import common
+import guard
 from workbench import plots
+from workbench.config import ConfigError, RunConfig
 
 st.title("Runs")
 st.caption("Every run in the store (from this dashboard, the CLI or a notebook), newest first. "
@@ -20,8 +27,30 @@ if not runs:
     st.stop()
 
 
+tz, tz_label = common.viewer_timezone()
+STARTED = f"started ({tz_label})"
+
+
+def _note(r) -> str:
+    """Why a run ended early: the recorded error ('process died ...') of a failed or stopped run."""
+    if r.status in ("failed", "stopped") and r.error:
+        return guard.redact(r.error)
+    if r.stop_requested and not r.is_terminal:
+        return "stop requested"
+    return ""
+
+
+def _model(config: dict) -> str:
+    """The family's own summary ('gpt 4L/4H/128 ctx 64') and the objective, for any family."""
+    try:
+        cfg = RunConfig.from_dict(config)
+    except (ConfigError, TypeError):
+        return str(config.get("model", {}).get("arch", "?"))
+    return f"{cfg.model.describe()} · {cfg.objective.name}"
+
+
 def _row(r) -> dict:
-    m, d, t = r.config.get("model", {}), r.config.get("data", {}), r.config.get("train", {})
+    d, t = r.config.get("data", {}), r.config.get("train", {})
     return {
         "run": r.id,
         "name": r.name,
@@ -30,24 +59,29 @@ def _row(r) -> dict:
         "step": f"{r.step}/{r.max_steps}",
         "best val loss": r.best_val_loss,
         "params": r.num_params,
-        "model": f"{m.get('n_layer')}L {m.get('n_head')}H {m.get('n_embd')}d ctx {m.get('block_size')}",
+        "model": _model(r.config),
         "tokenizer": d.get("tokenizer", ""),
         "lr": t.get("lr"),
         "batch": t.get("batch_size"),
         "device": r.device or "",
-        "started": pd.to_datetime(r.started_at, unit="s") if r.started_at else None,
+        STARTED: common.local_time(r.started_at, tz),
         "time": common.fmt_duration(r),
+        "note": _note(r),
     }
 
 
 table = pd.DataFrame([_row(r) for r in runs])
 st.dataframe(
     table, hide_index=True, key="runs_table",
+    column_order=["run", "name", "preset", "status", "step", "best val loss", "note", STARTED, "time", "params",
+                  "model", "tokenizer", "lr", "batch", "device"],
     column_config={
         "best val loss": st.column_config.NumberColumn(format="%.4f"),
         "params": st.column_config.NumberColumn(format="compact"),
         "lr": st.column_config.NumberColumn(format="%.1e"),
-        "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        STARTED: st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss",
+                                                 help="When the run's process started, in your browser's time zone."),
+        "note": st.column_config.TextColumn(width="large", help="Why a failed or stopped run ended."),
     },
 )
 
@@ -64,7 +98,15 @@ if not picked:
     st.info("Pick one or more runs to draw their curves.", icon=":material/info:")
     st.stop()
 
-series = {labels[i]: store.metric_series(i) for i in picked}
+
+
+def _one_metric(run_id: str, name: str) -> dict[str, tuple[list[int], list[float]]]:
+    """One metric of one run (the store's index on (run, name, step) makes this a range read)."""
+    rows = store.metrics(run_id, names=[name])
+    return {name: ([r[0] for r in rows], [r[2] for r in rows])} if rows else {}
+
+
+series = {labels[i]: _one_metric(i, metric) for i in picked}
 st.plotly_chart(plots.compare_figure(series, metric), key="cmp_chart", config={"displaylogo": False})
 st.caption(f"{metric} against optimizer step, one line per run. Runs with different batch sizes or context lengths "
            "see different amounts of text per step: compare those by tokens, not steps.")
@@ -73,7 +115,8 @@ st.caption(f"{metric} against optimizer step, one line per run. Runs with differ
 flat = {}
 for i in picked:
     cfg = next(r.config for r in runs if r.id == i)
-    flat[i] = {f"{sec}.{k}": v for sec in ("model", "data", "train") for k, v in cfg.get(sec, {}).items()}
+    cfg = guard.redact_config(cfg)
+    flat[i] = {f"{sec}.{k}": v for sec in ("model", "objective", "data", "train") for k, v in cfg.get(sec, {}).items()}
 keys = sorted({k for f in flat.values() for k in f})
 diff = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1]
 if len(picked) > 1:

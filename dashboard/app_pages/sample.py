@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import common
+import guard
 from workbench.generate import sample_text
-from workbench.pipeline import load_run_model
+from workbench.pipeline import checkpoint_path, load_run_model
 from workbench.runstore import RunStore
 from workbench.tokenizers import TokenizerError
 
@@ -21,7 +22,6 @@ info = common.require_run("sample from it")
 if info is None:
     st.stop()
 store = common.get_store()
-ckpt_dir = store.run_dir(info.id) / "ckpt"
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
@@ -40,23 +40,28 @@ with st.form("sample_form"):
     c[3].slider("Top-p (1 = off)", 0.05, 1.0, value=1.0, step=0.05, key="s_top_p")
     c[4].number_input("Seed", 0, 2**31 - 1, value=1337, step=1, key="s_seed")
     c[5].radio("Checkpoint", ["best", "last"], key="s_which", horizontal=True,
-               help="best: lowest validation loss so far; last: the most recent step saved.")
+               help="best: lowest validation loss so far (the last checkpoint when there is none yet, "
+                    "which the output then says); last: the most recent step saved.")
     go = st.form_submit_button("Generate", type="primary", icon=":material/auto_awesome:")
 
 if go:
     ss = st.session_state
     which = ss["s_which"]
-    path = ckpt_dir / f"{which}.safetensors"
-    if not path.exists() and which == "best":
-        path = ckpt_dir / "last.safetensors"
-    if not path.exists():
-        st.info(f"Run `{info.id}` has no '{which}' checkpoint yet: one is saved at its first evaluation.",
+    try:
+        path = checkpoint_path(store, info.id, which)  # 'best' falls back to 'last' when there is no best yet
+    except FileNotFoundError:
+        st.info(f"Run {guard.code(info.id)} has no checkpoint yet: one is saved at its first evaluation.",
                 icon=":material/hourglass_top:")
         st.stop()
+    used = path.stem  # the checkpoint actually loaded: 'best' or 'last'
+    note = None if used == which else (
+        f"Run {guard.code(info.id)} has no **{which}** checkpoint yet (it is saved at an evaluation that "
+        f"improves the validation loss), so the **{used}** checkpoint was used.")
     try:
-        model, tokenizer, _cfg = _model(store, str(store.home), info.id, which, path.stat().st_mtime)
+        model, tokenizer, _cfg = _model(store, str(store.home), info.id, used, path.stat().st_mtime)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        st.error(f"Could not load the {which} checkpoint of run `{info.id}`: {exc}", icon=":material/error:")
+        st.error(f"Could not load the {used} checkpoint of run {guard.code(info.id)}: {guard.md(guard.redact(exc))}",
+                 icon=":material/error:")
         st.stop()
     try:
         text = sample_text(model, tokenizer, ss["s_prompt"], int(ss["s_max_new"]), float(ss["s_temp"]),
@@ -65,19 +70,22 @@ if go:
     except TokenizerError as exc:
         ss.pop("sample_out", None)
         st.error(
-            f"The prompt cannot be encoded: {exc}. Change the prompt, or train a run with the 'bpe' tokenizer, "
-            "which can encode any text.", icon=":material/error:",
+            f"The prompt cannot be encoded: {guard.md(exc)}. Change the prompt, or train a run with the 'bpe' "
+            "tokenizer, which can encode any text.", icon=":material/error:",
         )
     else:
         ss["sample_out"] = (
             info.id,
             text,
-            f"{int(ss['s_max_new'])} new tokens from the **{which}** checkpoint of `{info.id}` "
+            f"{int(ss['s_max_new'])} new tokens from the **{used}** checkpoint of {guard.code(info.id)} "
             f"({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}). Same seed and settings, same text.",
+            note,
         )
 
 out = st.session_state.get("sample_out")
 if out is not None and out[0] == info.id:
     st.subheader("Output", divider="gray")
+    if out[3]:
+        st.warning(out[3], icon=":material/info:")
     st.code(out[1], language=None, wrap_lines=True)
     st.caption(out[2])

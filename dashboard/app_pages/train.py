@@ -1,20 +1,31 @@
-"""Train: pick a preset, adjust the main hyperparameters, start a run (a separate process)."""
+"""Train: pick a preset, adjust the main hyperparameters, start a run (a separate process).
+
+**Check** and **Start training** run the same checks before anything starts: the config's own
+validation, the device, the corpus against the context (``workbench.experiment.preflight``:
+a too-short upload is reported here, not by a failed run) and this dashboard's launch limits
+(``workbench.limits.LaunchLimits``). Each error shows next to the field it names.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
 import common
+import guard
 from workbench import launcher
-from workbench.config import PRESETS, ConfigError, RunConfig, apply_overrides, field_docs, get_preset, preset_description
+from workbench.config import ConfigError, RunConfig
+from workbench.overrides import apply_overrides, field_docs
 from workbench.corpora import CorpusError
-from workbench.pipeline import count_parameters
+from workbench.experiment import count_parameters, preflight
+from workbench.presets import PRESETS, get_preset, preset_description
 from workbench.trainer import resolve_device
-from workbench.uploads import MAX_UPLOAD_BYTES, check_upload, save_upload, upload_path
+from workbench.uploads import MAX_UPLOAD_BYTES, check_upload, save_upload
 
-DOCS = field_docs()
+DOCS = field_docs(get_preset("gpt-nano"))
 K = "tf_"  # session-state prefix of the form's widgets
 
 # fields the form edits, in the order they appear; the rest come from the preset
@@ -22,7 +33,7 @@ FORM_FIELDS = (
     "n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_encoding",
     "tokenizer", "vocab_size",
     "batch_size", "lr", "max_steps", "eval_interval", "device", "seed",
-    "warmup_steps", "eval_iters", "log_interval", "weight_decay", "grad_clip", "val_fraction",
+    "warmup_steps", "eval_chars", "log_interval", "weight_decay", "grad_clip", "val_fraction",
 )
 BUILTIN = "Shakespeare (built in)"
 UPLOAD = "Upload a .txt file"
@@ -44,11 +55,11 @@ def _preset_values(name: str) -> dict:
 
 
 def _load_preset() -> None:
-    """Refill every form field from the chosen preset (the preset picker's on_change)."""
+    """Refill the model and training fields from the chosen preset (the preset picker's
+    on_change). The corpus choice, the uploaded file and the run name are the user's: kept."""
     for name, value in _preset_values(st.session_state["train_preset"]).items():
         st.session_state[K + name] = value
-    st.session_state[K + "corpus_source"] = BUILTIN
-    st.session_state[K + "run_name"] = ""
+    st.session_state.setdefault(K + "corpus_source", BUILTIN)
 
 
 def _set_action(action: str) -> None:
@@ -74,7 +85,7 @@ def _overrides() -> dict:
     ss = st.session_state
     out = {f: ss[K + f] for f in FORM_FIELDS}
     for f in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "batch_size", "max_steps",
-              "eval_interval", "seed", "warmup_steps", "eval_iters", "log_interval"):
+              "eval_interval", "seed", "warmup_steps", "eval_chars", "log_interval"):
         out[f] = int(out[f])
     for f in ("dropout", "lr", "weight_decay", "grad_clip", "val_fraction"):
         out[f] = float(out[f])
@@ -85,23 +96,36 @@ def _overrides() -> dict:
     return out
 
 
-def _build(save: bool) -> tuple[RunConfig | None, FieldError | None, int | None]:
-    """Validate the form: (config, None, vocab size) or (None, error naming the field, None)."""
+def _preflight_upload(cfg: RunConfig, data: bytes) -> None:
+    """``preflight`` on an upload without storing it: the bytes go to a private temporary folder
+    that is removed at once (preflight reads a file; the store's uploads folder stays untouched
+    until a run actually starts)."""
+    with tempfile.TemporaryDirectory(prefix="workbench-check-") as tmp:
+        path = Path(tmp) / "upload.txt"
+        path.write_bytes(data)
+        preflight(apply_overrides(cfg, {"corpus": str(path)}))
+
+
+def _build(save: bool = False, check: bool = False) -> tuple[RunConfig | None, FieldError | None, int | None]:
+    """Validate the form: (config, None, vocab size) or (None, error naming the field, None).
+
+    ``check`` adds what Check and Start run before anything starts: the corpus against the
+    context (preflight) and the launch limits. ``save`` stores an upload under its content hash
+    (Start only: the stored path goes into the run's config)."""
     ss = st.session_state
     overrides = _overrides()
+    upload_data: bytes | None = None
     text_for_vocab: str | None = None
     if ss[K + "corpus_source"] == UPLOAD:
         upload = ss.get(K + "upload")
         if upload is None:
             return None, FieldError("corpus", "choose a .txt file to upload, or pick the built-in Shakespeare"), None
-        data = upload.getvalue()
+        upload_data = upload.getvalue()
         try:
-            text_for_vocab = check_upload(data)
-            overrides["corpus"] = str(save_upload(data) if save else upload_path(data))
+            text_for_vocab = check_upload(upload_data)
         except CorpusError as exc:
             return None, FieldError("corpus", str(exc)), None
-    else:
-        overrides["corpus"] = "shakespeare"
+    overrides["corpus"] = "shakespeare"  # an upload's stored path replaces it below
     try:
         cfg = apply_overrides(get_preset(ss["train_preset"]), overrides)
     except ConfigError as exc:
@@ -114,17 +138,39 @@ def _build(save: bool) -> tuple[RunConfig | None, FieldError | None, int | None]
         vocab = len(set(text_for_vocab)) if text_for_vocab is not None else _shakespeare_charset_size()
     else:
         vocab = cfg.data.vocab_size
+    if check:
+        try:
+            if upload_data is not None:
+                _preflight_upload(cfg, upload_data)
+            else:
+                preflight(cfg)
+            limits = common.launch_limits()
+            limits.check(cfg, count_parameters(cfg, vocab), len(launcher.live_runs(common.get_store())))
+        except ConfigError as exc:
+            return None, FieldError(exc.field, exc.message), None
+        except ValueError as exc:  # CorpusError, or a tokenizer that cannot be trained on the text
+            return None, FieldError("corpus", str(exc)), None
+    if upload_data is not None:
+        try:
+            path = save_upload(upload_data) if save else None
+        except (CorpusError, OSError) as exc:
+            return None, FieldError("corpus", str(exc)), None
+        if path is not None:
+            cfg = apply_overrides(cfg, {"corpus": str(path)})
     return cfg, None, vocab
 
 
 action = st.session_state.pop("train_action", None)  # set only by the form's buttons
 error: FieldError | None = None
 if action is not None:
-    cfg, error, vocab = _build(save=action == "launch")
+    cfg, error, vocab = _build(save=action == "launch", check=True)
     if action == "launch" and cfg is not None:
         store = common.get_store()
         try:
-            run_id = launcher.start_run(cfg, store)
+            # _build(check=True) has just run preflight on this corpus; start_run checks the limits again
+            run_id = launcher.start_run(cfg, store, limits=common.launch_limits(), vocab_size=vocab, preflighted=True)
+        except ConfigError as exc:
+            error = FieldError(exc.field, exc.message)
         except CorpusError as exc:
             error = FieldError("corpus", str(exc))
         except OSError as exc:
@@ -132,7 +178,7 @@ if action is not None:
         else:
             common.select_run(run_id)
             st.session_state["flash"] = (
-                f"Started run `{run_id}` ({common.fmt_params(count_parameters(cfg, vocab))} parameters). "
+                f"Started run {guard.code(run_id)} ({common.fmt_params(count_parameters(cfg, vocab))} parameters). "
                 "Charts appear after its first log interval."
             )
             st.switch_page(common.PAGES["monitor"], query_params={"run": run_id})
@@ -150,10 +196,11 @@ top = st.columns([2, 3], vertical_alignment="bottom")
 with top[0]:
     st.selectbox(
         "Preset", list(PRESETS), key="train_preset", on_change=_load_preset, persist_state="session",
-        help="A named starting config. Changing it refills every field below.",
+        help="A named starting config. Changing it refills the model and training fields below; "
+             "your corpus choice, upload and run name stay.",
     )
 with top[1]:
-    st.caption(preset_description(st.session_state["train_preset"]))
+    st.caption(guard.md(preset_description(st.session_state["train_preset"])))
 
 # summary of the values in the form (as last submitted / as loaded from the preset)
 cfg_now, err_now, vocab_now = _build(save=False) if error is None else (None, error, None)
@@ -169,15 +216,26 @@ if cfg_now is not None:
     m[3].metric("Context", f"{cfg_now.seq_len} tokens")
 else:
     m[0].metric("Parameters", "—")
-    m[1].caption(f"Fix **{err_now.field}** in the form below to see the size of the model.")
+    m[1].caption(f"Fix **{guard.md(err_now.field)}** in the form below to see the size of the model.")
 st.caption(
     f"{common.cuda_summary()}. The numbers above follow the form after you press **Check** or change the preset."
 )
+try:
+    limits_text = common.launch_limits().describe()
+except ConfigError as exc:
+    st.error(f"This dashboard's launch limits are misconfigured: {guard.md(exc)}. Nothing can be started until "
+             "the server's environment is fixed.", icon=":material/error:")
+else:
+    st.caption(
+        f":material/shield: Launches from this dashboard are limited to {guard.md(limits_text)} "
+        "(set by the server's `WORKBENCH_MAX_RUNS`, `WORKBENCH_MAX_PARAMS`, `WORKBENCH_MAX_TOKENS_PER_STEP` "
+        "and `WORKBENCH_MAX_STEPS`). The command line and notebooks are not limited.",
+    )
 
 
 def _field_error(name: str) -> None:
     if error is not None and error.field == name:
-        st.error(f"**{name}**: {error.message}", icon=":material/error:")
+        st.error(f"**{guard.md(name)}**: {guard.md(guard.redact(error.message))}", icon=":material/error:")
 
 
 with st.form("train_form", border=True):
@@ -203,7 +261,8 @@ with st.form("train_form", border=True):
         st.file_uploader(
             f"Your .txt file (UTF-8, up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB)", type=["txt"], key=K + "upload",
             max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024),
-            help="Used when the corpus is 'Upload a .txt file'. Stored under $WORKBENCH_HOME/uploads by content hash.",
+            help="Used when the corpus is 'Upload a .txt file'. Stored under `$WORKBENCH_HOME/uploads` by content "
+                 "hash when a run starts (Check stores nothing).",
         )
         _field_error("corpus")
         st.selectbox("Tokenizer", ["char", "bpe"], key=K + "tokenizer", persist_state="session", help=DOCS["tokenizer"])
@@ -236,11 +295,12 @@ with st.form("train_form", border=True):
     with st.expander("More settings"):
         e = st.columns(5)
         e[0].number_input("Warm-up steps", 0, 100_000, step=10, key=K + "warmup_steps", persist_state="session", help=DOCS["warmup_steps"])
-        e[1].number_input("Eval batches (eval_iters)", 1, 10_000, step=1, key=K + "eval_iters", persist_state="session", help=DOCS["eval_iters"])
+        e[1].number_input("Validation text scored (characters, 0 = all)", 0, 10_000_000, step=4096, key=K + "eval_chars",
+                          persist_state="session", help=DOCS["eval_chars"])
         e[2].number_input("Log every (log_interval)", 1, 100_000, step=1, key=K + "log_interval", persist_state="session", help=DOCS["log_interval"])
         e[3].number_input("Weight decay", 0.0, 10.0, step=0.01, format="%.3f", key=K + "weight_decay", persist_state="session", help=DOCS["weight_decay"])
         e[4].number_input("Gradient clip", 0.0, 100.0, step=0.1, format="%.2f", key=K + "grad_clip", persist_state="session", help=DOCS["grad_clip"])
-        for name in ("warmup_steps", "eval_iters", "log_interval", "weight_decay", "grad_clip"):
+        for name in ("warmup_steps", "eval_chars", "log_interval", "weight_decay", "grad_clip"):
             _field_error(name)
 
     bar = st.container(horizontal=True, vertical_alignment="center")
@@ -250,10 +310,10 @@ with st.form("train_form", border=True):
                            on_click=_set_action, args=("launch",))
     shown_inline = {"n_layer", "n_head", "n_embd", "block_size", "seq_len", "dropout", "corpus", "tokenizer", "vocab_size",
                     "val_fraction", "batch_size", "lr", "min_lr", "max_steps", "eval_interval", "device", "warmup_steps",
-                    "eval_iters", "log_interval", "weight_decay", "grad_clip"}
+                    "eval_chars", "log_interval", "weight_decay", "grad_clip"}
     if error is not None and error.field not in shown_inline:
-        st.error(f"**{error.field}**: {error.message}", icon=":material/error:")
+        st.error(f"**{guard.md(error.field)}**: {guard.md(guard.redact(error.message))}", icon=":material/error:")
     elif error is not None:
-        bar.markdown(f":red[:material/error: Nothing was started: fix **{error.field}** above.]")
+        bar.markdown(f":red[:material/error: Nothing was started: fix **{guard.md(error.field)}** above.]")
     elif action == "check":
         bar.markdown(":green[:material/check_circle: These settings are valid.]")
