@@ -1,5 +1,7 @@
 # Two commands: `make run` (dashboard on http://127.0.0.1:8501) and `make test`.
 # Both create .venv if missing and install the project into it first.
+# `make run HOST=0.0.0.0` serves other machines too: it prints a link with an access token.
+# `make screenshots` refreshes docs/screenshots/ (the README's pictures) in a real browser.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +10,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: install run test lab bench clean
+.PHONY: install run test lab bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +25,7 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 install: $(STAMP)
 
 run: install
-	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+	$(PY) -m workbench dashboard --host $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest
@@ -32,8 +33,13 @@ test: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
+# DATA: the tiny-shakespeare text (bench/throughput.py says where to get it when DATA is unset)
 bench: install
-	$(PY) bench/throughput.py
+	$(PY) bench/throughput.py $(if $(DATA),--data $(DATA))
+
+# needs Debian's chromium (apt-get install -y chromium) and the playwright package
+screenshots: install
+	WORKBENCH_SCREENSHOTS=docs/screenshots WORKBENCH_REQUIRE_BROWSER=1 $(PY) -m pytest tests/test_browser.py -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache
