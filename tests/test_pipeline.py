@@ -142,3 +142,19 @@ def test_atomic_writes_get_the_usual_file_permissions(tmp_path: Path) -> None:
     (tmp_path / "plain.txt").write_text("x")
     mode = stat.S_IMODE((tmp_path / "atomic.txt").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+
+
+def test_callbacks_attach_by_what_the_model_can_do(tiny_cfg, monkeypatch) -> None:
+    """Attention snapshots only for families whose config says their attention can be captured."""
+    from workbench.experiment import build_experiment
+    from workbench.models import GPTConfig
+    from workbench.pipeline import AttentionSnapshots, attach_callbacks
+
+    store = RunStore()
+    run_id = store.create_run({})
+    exp = build_experiment(tiny_cfg())
+    kinds = [type(c).__name__ for c in attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, {})]
+    assert kinds == ["StoreLogger", "AttentionSnapshots", "CheckpointCallback"]
+    monkeypatch.setattr(GPTConfig, "capabilities", frozenset({"causal"}))  # as an RNN family would say
+    callbacks = attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, {})
+    assert not any(isinstance(c, AttentionSnapshots) for c in callbacks) and len(callbacks) == 2
