@@ -42,11 +42,10 @@ def _shots_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def _missing(what: str) -> None:
+def _missing(what: str, fix: str = "apt-get install -y chromium; pip install playwright") -> None:
     if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{what}, and WORKBENCH_REQUIRE_BROWSER=1 says browser tests must run "
-                    "(apt-get install -y chromium; pip install playwright)")
-    pytest.skip(f"{what}; install Debian's chromium to run the browser tests")
+        pytest.fail(f"{what}, and WORKBENCH_REQUIRE_BROWSER=1 says browser tests must run ({fix})")
+    pytest.skip(f"{what} ({fix})")
 
 
 def _free_port() -> int:
@@ -226,7 +225,8 @@ def test_started_from_another_folder_it_serves_other_machines_only_with_the_toke
     link has the token (which then leaves the address bar); with a token set, this machine needs it too."""
     lan = _lan_address()
     if lan is None:
-        pytest.skip("this machine has no non-loopback address to visit the dashboard from")
+        _missing("this machine has no non-loopback address to visit the dashboard from",
+                 fix="give it a network interface with an address other than 127.0.0.1")
     token = "tok-" + os.urandom(8).hex()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
