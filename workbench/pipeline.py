@@ -37,14 +37,14 @@ class StoreLogger(Callback):
     def on_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         step = trainer.state.step
         self.store.log_metrics(self.run_id, step, metrics)
-        self.store.update_run(self.run_id, step=step, heartbeat_at=time.time())
+        self.store.update_run(self.run_id, step=step)  # liveness is the Heartbeat thread's job
         if self.store.stop_requested(self.run_id):
             trainer.control.should_stop = True
 
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         step = trainer.state.step
         self.store.log_metrics(self.run_id, step, metrics)
-        self.store.update_run(self.run_id, step=step, heartbeat_at=time.time(), best_val_loss=trainer.state.best_val_loss)
+        self.store.update_run(self.run_id, step=step, best_val_loss=trainer.state.best_val_loss)
 
 
 class AttentionSnapshots(Callback):
