@@ -134,7 +134,9 @@ def run_ours(corpus: Path, steps: int | None, home: Path, seed: int | None = Non
     from workbench.pipeline import load_run_model, train
     from workbench.runstore import RunStore
 
-    overrides: dict[str, object] = {"corpus": str(corpus), "device": "cpu", "name": "bench-shakespeare-char"}
+    # unk=False: nanoGPT's vocabulary exactly (the sorted characters, no [UNK]), checked below
+    overrides: dict[str, object] = {"corpus": str(corpus), "device": "cpu", "name": "bench-shakespeare-char",
+                                    "unk": False}
     if steps is not None:
         overrides["max_steps"] = steps
     if seed is not None:

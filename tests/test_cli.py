@@ -216,3 +216,52 @@ def test_delete_asks_and_removes_the_run(home_with_run, wb_home: Path) -> None:
     yes = cli("delete", "--run", run.id, "--yes", home=wb_home)
     assert yes.returncode == 0
     assert store.list_runs() == [] and not store.run_dir(run.id).exists() and store.metrics(run.id) == []
+
+
+# --- tokenizers -----------------------------------------------------------------------------------
+
+def test_tokenizers_train_keep_use_and_delete(tmp_path: Path, small_text_file: Path) -> None:
+    home = tmp_path / "home"
+    res = cli("tokenizers", "train", "--kind", "wordpiece", "--vocab-size", "120", "--corpus", str(small_text_file),
+              "--save", "wp", "--text", "the cat", home=home)
+    assert res.returncode == 0, res.stderr
+    assert "characters per token" in res.stdout and "[UNK] rate" in res.stdout and "kept as 'wp'" in res.stdout
+    assert (home / "tokenizers" / "wp" / "hf" / "tokenizer.json").is_file()
+    listed = cli("tokenizers", "list", home=home)
+    assert "wp" in listed.stdout and "wordpiece" in listed.stdout
+    shown = cli("tokenizers", "show", "wp", "--text", "hello there", home=home)
+    assert shown.returncode == 0 and "tokens for 11 characters" in shown.stdout
+
+    run = cli("train", *TINY, "--max-steps", "2", "--eval-interval", "2", "--corpus", str(small_text_file),
+              "--tokenizer", "saved", "--saved-name", "wp", home=home)
+    assert run.returncode == 0, run.stderr
+    (info,) = RunStore(home).list_runs()
+    assert info.config["tokenizer"]["saved_name"] == "wp" and "saved:wp" in cli("runs", home=home).stdout
+
+    assert cli("tokenizers", "delete", "wp", home=home).returncode == 0
+    assert "no kept tokenizers" in cli("tokenizers", "list", home=home).stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--kind", "bpe", "--vocab-size", "100"], "vocab_size: bpe needs a vocab_size between 261"),
+        (["train", "--kind", "unigram", "--min-freq", "3"], "--min-freq does not apply to unigram"),
+        (["train", "--kind", "char", "--save", "../escape"], "tokenizer name '../escape' is not allowed"),
+        (["train", "--kind", "char", "--corpus", "BINARY"], "not UTF-8"),
+        (["train", "--kind", "char", "--corpus", "EMPTY"], "empty"),
+        (["train", "--kind", "pretrained", "--pretrained", "no-such-org/no-such-tok"], "cannot load pretrained tokenizer"),
+        (["show", "nope"], "no kept tokenizer named 'nope'"),
+    ],
+)
+def test_tokenizers_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    home = tmp_path / "home"
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "empty.txt").write_text("")
+    args = [str(tmp_path / "bin.txt") if a == "BINARY" else str(tmp_path / "empty.txt") if a == "EMPTY" else a for a in args]
+    env_offline = {"HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "workbench", "tokenizers", *args], capture_output=True, text=True,
+                         env={**os.environ, "WORKBENCH_HOME": str(home), **env_offline}, timeout=300)
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (home / "tokenizers").exists() or not any((home / "tokenizers").iterdir())

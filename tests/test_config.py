@@ -94,10 +94,12 @@ def test_validation_names_the_field(make, field: str) -> None:
 
 def test_overrides_keep_the_rest_of_the_preset() -> None:
     cfg = apply_overrides(get_preset("gpt-cpu"), {"n_embd": 256, "train.lr": 3e-4, "tokenizer": "bpe", "max_steps": None})
-    assert cfg.model.n_embd == 256 and cfg.train.lr == 3e-4 and cfg.data.tokenizer == "bpe"
+    assert cfg.model.n_embd == 256 and cfg.train.lr == 3e-4 and cfg.tokenizer.kind == "bpe"
     assert cfg.model.n_layer == 4 and cfg.train.max_steps == 2000  # None means "not given"
     assert cfg.seq_len == 64
-    assert sorted(diff_fields(get_preset("gpt-cpu"), cfg)) == ["data.tokenizer", "model.n_embd", "train.lr"]
+    # switching the tokenizer family brings that family's settings
+    assert sorted(diff_fields(get_preset("gpt-cpu"), cfg)) == [
+        "model.n_embd", "tokenizer.kind", "tokenizer.min_freq", "tokenizer.unk", "tokenizer.vocab_size", "train.lr"]
 
 
 # --- families and objectives plug in without touching config.py ---------------------------------

@@ -74,7 +74,7 @@ def test_store_config_gets_the_tokenizer_vocab_size(tiny_cfg) -> None:
     store = RunStore()
     run_id = train(tiny_cfg(max_steps=5), store)
     stored = store.get_run(run_id).config
-    assert stored["model"]["vocab_size"] == 78  # the Shakespeare plays' characters
+    assert stored["model"]["vocab_size"] == 78 + 1  # the Shakespeare plays' characters and [UNK]
     assert json.loads((store.run_dir(run_id) / "config.json").read_text()) == stored
 
 

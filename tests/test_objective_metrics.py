@@ -13,7 +13,7 @@ from workbench.experiment import tokenize
 from workbench.metrics import accuracy
 from workbench.models import ModelOutput
 from workbench.objectives import IGNORE_INDEX, Batch, CausalLM, EvalSet
-from workbench.tokenizers import BPETokenizer, CharTokenizer
+from workbench.tokenizers import BPEConfig, BPETokenizer, CharTokenizer
 from workbench.trainer import evaluate
 
 
@@ -73,7 +73,7 @@ def test_evaluation_matches_a_hand_computation(kind: str) -> None:
     """The evaluator's val/loss, val/ppl and val/bpc for a unigram 'model', computed again here
     token by token from the passages: every token of a passage but its first is predicted once,
     and bits per character divides the bits by the characters of the predicted tokens."""
-    tok = CharTokenizer.train(TEXT) if kind == "char" else BPETokenizer.train(TEXT, vocab_size=300)
+    tok = CharTokenizer.train(TEXT) if kind == "char" else BPETokenizer.train(TEXT, BPEConfig(vocab_size=300))
     passages = Corpus("v", [Document(TEXT[:130]), Document(TEXT[130:300]), Document(TEXT[300:333])])
     tokenized = tokenize(tok, passages, char_lengths=True)
     counts = Counter(tok.encode(TEXT))

@@ -1,10 +1,10 @@
-"""Command line: ``python -m workbench {train,runs,sample,stop,delete,presets,dashboard}``.
+"""Command line: ``python -m workbench {train,runs,sample,stop,delete,presets,tokenizers,dashboard}``.
 
 Every config field is a flag of ``train``, grouped by section in ``train --help``: the
 qualified form always works (``--model.n-layer 4``, ``--train.lr 3e-4``) and the bare form
-(``--n-layer 4``) wherever the name is unique among the chosen sections. ``--arch`` and
-``--objective`` choose the model family and the objective, and with them the flags that exist
-(``train --arch gpt --help``). Flags override the chosen preset. A mistake exits with status 2
+(``--n-layer 4``) wherever the name is unique among the chosen sections. ``--arch``,
+``--objective`` and ``--tokenizer`` choose the model family, the objective and the tokenizer
+family, and with them the flags that exist (``train --tokenizer wordpiece --help``). Flags override the chosen preset. A mistake exits with status 2
 and one line saying what to change; a run that diverges exits with status 1, the same way.
 """
 
@@ -18,7 +18,8 @@ import time
 import typing
 from pathlib import Path
 
-from .config import ConfigError, RunConfig
+from . import cli_tokenizers
+from .config import ConfigError, RunConfig, describe_tokenizer
 from .overrides import SELECTORS, apply_overrides, bare_names, config_fields
 from .corpora import CorpusError
 from .presets import PRESETS, get_preset
@@ -35,6 +36,7 @@ def _selection_parser() -> argparse.ArgumentParser:
     """The flags that decide which config (and so which other flags) applies."""
     from .models import FAMILIES
     from .objectives import OBJECTIVES
+    from .tokenizers import KINDS
 
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--preset", default=None, help=f"starting config: {', '.join(PRESETS)} (default: gpt-nano)")
@@ -42,6 +44,9 @@ def _selection_parser() -> argparse.ArgumentParser:
                    help="model family (default: the preset's); its settings appear under 'model'")
     p.add_argument("--objective", "--objective.name", dest="objective.name", choices=list(OBJECTIVES), default=None,
                    help="training objective (default: the preset's); its settings appear under 'objective'")
+    p.add_argument("--tokenizer", "--tokenizer.kind", dest="tokenizer.kind", choices=list(KINDS), default=None,
+                   help="tokenizer family (default: the preset's); its settings appear under 'tokenizer'; "
+                        "'saved' reuses one kept with `tokenizers train --save NAME` (--saved-name NAME)")
     p.add_argument("--resume", metavar="RUN_ID", default=None,
                    help="continue an ended run from its last checkpoint; with --max-steps N, extend it "
                         "(the cosine schedule then runs to the new end, so the learning rate rises again)")
@@ -55,12 +60,14 @@ def _selection_parser() -> argparse.ArgumentParser:
 def _base_config(sel: argparse.Namespace) -> RunConfig:
     if sel.resume:
         given = [flag for flag, v in (("--preset", sel.preset), ("--arch", getattr(sel, "model.arch")),
-                                      ("--objective", getattr(sel, "objective.name"))) if v is not None]
+                                      ("--objective", getattr(sel, "objective.name")),
+                                      ("--tokenizer", getattr(sel, "tokenizer.kind"))) if v is not None]
         if given:
-            raise ValueError(f"{given[0]} cannot be combined with --resume: a run keeps its model and objective")
+            raise ValueError(f"{given[0]} cannot be combined with --resume: a run keeps its model, objective and tokenizer")
         return RunConfig.from_dict(RunStore().get_run(sel.resume).config)
     cfg = get_preset(sel.preset or "gpt-nano")
-    return apply_overrides(cfg, {"arch": getattr(sel, "model.arch"), "objective": getattr(sel, "objective.name")})
+    return apply_overrides(cfg, {"arch": getattr(sel, "model.arch"), "objective": getattr(sel, "objective.name"),
+                                 "tokenizer": getattr(sel, "tokenizer.kind")})
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cfg: RunConfig) -> list[str]:
@@ -70,10 +77,11 @@ def _add_config_flags(parser: argparse.ArgumentParser, cfg: RunConfig) -> list[s
     dests = []
     for qualified, (section, f) in config_fields(cfg).items():
         if qualified in (".".join(t) for t in SELECTORS.values()):
-            continue  # --arch / --objective, above
+            continue  # --arch / --objective / --tokenizer, above
         sec = getattr(cfg, section)
         if section not in groups:
-            kind = {"model": f" (arch {cfg.model.arch})", "objective": f" ({cfg.objective.name})"}.get(section, "")
+            kind = {"model": f" (arch {cfg.model.arch})", "objective": f" ({cfg.objective.name})",
+                    "tokenizer": f" ({cfg.tokenizer.kind})"}.get(section, "")
             groups[section] = parser.add_argument_group(f"{section}{kind}", (type(sec).__doc__ or "").strip())
         hint = typing.get_type_hints(type(sec))[f.name]
         names = [f"--{section}.{f.name.replace('_', '-')}"]
@@ -131,6 +139,7 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     sub.add_parser("presets", help="list the named presets")
+    cli_tokenizers.add_parser(sub)
 
     dash = sub.add_parser("dashboard", help="serve the dashboard (127.0.0.1 unless --host says otherwise)")
     dash.add_argument("--host", default="127.0.0.1", help="address to listen on; beyond loopback a token is required")
@@ -161,7 +170,8 @@ def _cmd_train(args: argparse.Namespace, dests: list[str]) -> int:
         status = run_training(store, args.resume, progress=args.progress, resume=True)
         run_id = args.resume
     else:
-        selectors = {"arch": getattr(args, "model.arch"), "objective": getattr(args, "objective.name")}
+        selectors = {"arch": getattr(args, "model.arch"), "objective": getattr(args, "objective.name"),
+                     "tokenizer": getattr(args, "tokenizer.kind")}
         cfg = apply_overrides(get_preset(args.preset or "gpt-nano"), {**selectors, **given, "name": args.name or None})
         run_id = train(cfg, store, progress=args.progress)
         status = store.get_run(run_id).status
@@ -177,14 +187,14 @@ def _fmt_time(t: float | None) -> str:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore()
-    rows = [["id", "name/preset", "status", "step", "best val", "params", "created", "note"]]
+    rows = [["id", "name/preset", "status", "step", "best val", "params", "tokenizer", "created", "note"]]
     for r in store.list_runs(args.limit):
         r = store.reconcile(r.id)
         note = re.sub(r"^\w+(Error|Exception): ", "", r.error or "") if r.status == "failed" else ""
         rows.append([
             r.id, r.name or r.config.get("preset", ""), r.status, f"{r.step}/{r.max_steps}",
             f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
-            f"{r.num_params / 1e6:.2f}M" if r.num_params else "-", _fmt_time(r.created_at),
+            f"{r.num_params / 1e6:.2f}M" if r.num_params else "-", describe_tokenizer(r.config), _fmt_time(r.created_at),
             note[:70] + ("…" if len(note) > 70 else ""),
         ])
     if len(rows) == 1:
@@ -255,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _cmd_train(args, dests)
         handler = {"runs": _cmd_runs, "sample": _cmd_sample, "stop": _cmd_stop, "delete": _cmd_delete,
-                   "presets": _cmd_presets, "dashboard": _cmd_dashboard}
+                   "presets": _cmd_presets, "tokenizers": cli_tokenizers.run, "dashboard": _cmd_dashboard}
         return handler[args.command](args)
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,12 +1,14 @@
 """Typed run configuration: four sections, validation that names the field, JSON round trips.
 
-A :class:`RunConfig` has four sections:
+A :class:`RunConfig` has five sections:
 
 - ``model``: a family chosen by ``arch`` (``gpt`` today; each family is its own dataclass,
   declared next to its model in ``workbench/models/`` and registered in ``models.FAMILIES``);
 - ``objective``: chosen by ``name`` (each objective's dataclass lives next to it in
   ``workbench/objectives/`` and is registered in ``objectives.OBJECTIVES``);
-- ``data``: corpus, tokenizer, split and the fixed evaluation text;
+- ``data``: corpus, split and the fixed evaluation text;
+- ``tokenizer``: a family chosen by ``kind`` (each family's dataclass lives next to it in
+  ``workbench/tokenizers/`` and is registered in ``tokenizers.TOKENIZERS``);
 - ``train``: optimizer, schedule, batches, bookkeeping, device.
 
 Every field is addressable as ``section.field`` (``model.n_layer``, ``train.lr``) or, where it
@@ -23,9 +25,12 @@ import json
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .io import atomic_write
+
+if TYPE_CHECKING:
+    from .tokenizers import TokenizerConfig
 
 
 class ConfigError(ValueError):
@@ -136,16 +141,12 @@ class ObjectiveConfig(Section):
 
 @dataclass
 class DataConfig(Section):
-    """Where the text comes from, how it becomes tokens, and what it is scored on."""
+    """Where the text comes from and what it is scored on."""
 
     section: ClassVar[str] = "data"
 
     corpus: str = "shakespeare"
     """A built-in corpus name ('shakespeare') or the path of a UTF-8 ``.txt`` file."""
-    tokenizer: Literal["char", "bpe"] = "char"
-    """'char': one token per character; 'bpe': byte-level BPE trained on the training split."""
-    vocab_size: int = 512
-    """Target vocabulary size for trained tokenizers (ignored by 'char')."""
     val_fraction: float = 0.1
     """Fraction of each document's source (each play; a user file) held out, from its end, for validation."""
     eval_chars: int = 32_768
@@ -155,12 +156,6 @@ class DataConfig(Section):
 
     def __post_init__(self) -> None:
         require(bool(str(self.corpus).strip()), "corpus", "is empty; name 'shakespeare' or a .txt file")
-        require(self.tokenizer in ("char", "bpe"), "tokenizer", f"unknown {self.tokenizer!r}; use 'char' or 'bpe'")
-        require(
-            isinstance(self.vocab_size, int) and 260 <= self.vocab_size <= 100_000,
-            "vocab_size",
-            f"must be between 260 (the 256 bytes plus a few merges) and 100000, got {self.vocab_size}",
-        )
         require(0.0 < self.val_fraction < 0.5, "val_fraction", f"must be in (0, 0.5), got {self.val_fraction}")
         require(isinstance(self.eval_chars, int) and (self.eval_chars == 0 or self.eval_chars >= 256), "eval_chars",
                 f"must be 0 (the whole validation split) or at least 256, got {self.eval_chars}")
@@ -247,15 +242,34 @@ def objective_config_class(name: str) -> type[ObjectiveConfig]:
     return OBJECTIVES[name].config_cls
 
 
+def tokenizer_config_class(kind: str) -> type[TokenizerConfig]:
+    """The settings dataclass of a tokenizer family, by ``kind``."""
+    from .tokenizers import tokenizer_config_class as lookup
+
+    return lookup(kind)
+
+
 def objective_needs(name: str) -> frozenset[str]:
     from .objectives import OBJECTIVES
 
     return OBJECTIVES[name].needs
 
 
+def objective_special_tokens(name: str) -> tuple[str, ...]:
+    from .objectives import OBJECTIVES
+
+    return OBJECTIVES[name].special_tokens
+
+
+def tokenizer_required_specials(kind: str) -> tuple[str, ...]:
+    from .tokenizers import TOKENIZERS
+
+    return TOKENIZERS[kind].required_specials if kind in TOKENIZERS else ()
+
+
 # --- the whole run --------------------------------------------------------------------------------
 
-SECTION_NAMES = ("model", "objective", "data", "train")
+SECTION_NAMES = ("model", "objective", "data", "tokenizer", "train")
 
 
 def _default_model() -> ModelConfig:
@@ -266,6 +280,10 @@ def _default_objective() -> ObjectiveConfig:
     return objective_config_class("causal_lm")()
 
 
+def _default_tokenizer() -> TokenizerConfig:
+    return tokenizer_config_class("char")()
+
+
 @dataclass
 class RunConfig:
     """Everything one training run needs; saved as ``runs/<id>/config.json``."""
@@ -273,6 +291,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=_default_model)
     objective: ObjectiveConfig = field(default_factory=_default_objective)
     data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=_default_tokenizer)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = ""
     """Name of the preset this config started from (informational)."""
@@ -286,8 +305,12 @@ class RunConfig:
             self.objective = _objective_from_dict(self.objective)
         if isinstance(self.data, dict):
             self.data = DataConfig.from_dict(self.data)  # type: ignore[assignment]
+        if isinstance(self.tokenizer, dict):
+            self.tokenizer = _tokenizer_from_dict(self.tokenizer)
         if isinstance(self.train, dict):
             self.train = TrainConfig.from_dict(self.train)  # type: ignore[assignment]
+        # the vocabulary must hold the special tokens the objective asks for
+        self.tokenizer.check_vocab(self.tokenizer.special_tokens(objective_special_tokens(self.objective.name)))
         needs = objective_needs(self.objective.name)
         missing = sorted(needs - self.model.capabilities)
         require(not missing, "objective",
@@ -310,8 +333,7 @@ class RunConfig:
         return self.train.seq_len or int(self.model.max_context or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "objective": self.objective.to_dict(), "data": self.data.to_dict(),
-                "train": self.train.to_dict(), "preset": self.preset, "name": self.name}
+        return {**{name: sec.to_dict() for name, sec in self.sections().items()}, "preset": self.preset, "name": self.name}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -349,15 +371,38 @@ def _objective_from_dict(d: dict[str, Any]) -> ObjectiveConfig:
     return objective_config_class(d.get("name", "causal_lm")).from_dict(d)  # type: ignore[return-value]
 
 
+def _tokenizer_from_dict(d: dict[str, Any]) -> TokenizerConfig:
+    require(isinstance(d, dict), "tokenizer", "must be a mapping of tokenizer settings")
+    return tokenizer_config_class(d.get("kind", "char")).from_dict(d)  # type: ignore[return-value]
+
+
+def describe_tokenizer(config: dict[str, Any]) -> str:
+    """The tokenizer of a stored config dict, for run tables.
+
+    >>> describe_tokenizer({"tokenizer": {"kind": "saved", "saved_name": "wp2k"}})
+    'saved:wp2k'
+    >>> describe_tokenizer({"data": {"tokenizer": "bpe", "vocab_size": 300}})
+    'bpe 300'
+    """
+    tok = upgrade_config_dict(config).get("tokenizer") or {"kind": "char"}
+    try:
+        return _tokenizer_from_dict(tok).describe()
+    except (ConfigError, TypeError):  # a config this version cannot read: say what it names
+        return str(tok.get("kind", "?"))
+
+
 def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
     """Read configs written by earlier versions (runs keep their ``config.json`` forever).
 
     Version 1 (the first spine) had no ``objective`` section: the objective was
     ``train.objective``; validation used ``train.eval_iters`` random batches, replaced by the
-    corpus-fixed ``data.eval_chars``.
+    corpus-fixed ``data.eval_chars``. Version 2 named the tokenizer in ``data.tokenizer``
+    ('char' or 'bpe') with ``data.vocab_size``; now it is a section of its own.
 
     >>> upgrade_config_dict({"train": {"objective": "causal_lm", "eval_iters": 8}})["objective"]
     {'name': 'causal_lm'}
+    >>> upgrade_config_dict({"data": {"tokenizer": "bpe", "vocab_size": 300}})["tokenizer"]
+    {'kind': 'bpe', 'vocab_size': 300}
     """
     d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
     train = d.get("train")
@@ -365,4 +410,9 @@ def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
         if "objective" in train:
             d.setdefault("objective", {"name": train.pop("objective")})
         train.pop("eval_iters", None)
+    data = d.get("data")
+    if isinstance(data, dict) and ("tokenizer" in data or "vocab_size" in data):
+        kind, size = data.pop("tokenizer", "char"), data.pop("vocab_size", None)
+        if "tokenizer" not in d:
+            d["tokenizer"] = {"kind": kind, **({"vocab_size": size} if kind != "char" and size is not None else {})}
     return d

@@ -8,6 +8,7 @@ and the parameter count of a config without building anything (:func:`count_para
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from .config import RunConfig
 from .corpora import BUILTIN_CORPORA, Corpus, CorpusError, corpus_fingerprint, corpus_from_text, load_corpus, read_text_file
 from .models import LanguageModel, build_model
 from .objectives import EvalSet, Objective, TokenizedCorpus, TokenizedDoc, build_objective
-from .tokenizers import Tokenizer, train_tokenizer
+from .tokenizers import CharConfig, PretrainedConfig, SavedConfig, Tokenizer, build_tokenizer
 
 PROBE_TOKENS = 48
 """Tokens of validation text on which attention is captured at every evaluation."""
@@ -46,12 +47,34 @@ def tokenize(tokenizer: Tokenizer, corpus: Corpus, char_lengths: bool = False) -
                            tokenizer.encode(corpus.separator) if corpus.separator else [])
 
 
-def fit_tokenizer(cfg: RunConfig, corpus: Corpus, train: Corpus, objective: Objective) -> Tokenizer:
-    """Train the tokenizer the config names. Subword vocabularies learn from the training split
-    only (what they learn is statistics of the text, which validation must not leak into); the
-    character vocabulary is the set of every character, so no validation text is unencodable."""
-    text = corpus.text if cfg.data.tokenizer == "char" else train.text
-    return train_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, objective.special_tokens)
+def fit_tokenizer(cfg: RunConfig, train: Corpus, objective: Objective, home: Path | None = None) -> Tokenizer:
+    """The tokenizer the config names, with the special tokens the objective needs. Every family
+    learns from the training split only (what it learns is statistics of the text, which
+    validation must not leak into); validation text it cannot spell becomes [UNK], and the
+    tokenizer statistics report how often. A kept tokenizer comes from ``home``'s library (the
+    run store's home; default ``$WORKBENCH_HOME``)."""
+    return build_tokenizer(cfg.tokenizer, train.text, objective.special_tokens, home=home)
+
+
+def estimate_vocab_size(cfg: RunConfig, text: str | None = None, home: Path | None = None) -> int:
+    """The vocabulary a config will get, before training it (for the parameter limit): for
+    characters, exact (the training split's characters and the special tokens; ``text`` stands
+    for the corpus when given, e.g. an upload not stored yet); a kept or published tokenizer's own
+    size; otherwise the family's ``vocab_size`` setting (an upper bound)."""
+    tok = cfg.tokenizer
+    if isinstance(tok, CharConfig):
+        corpus = corpus_from_text(text) if text is not None else load_corpus(cfg.data.corpus)
+        train, _ = corpus.split(cfg.data.val_fraction)
+        needed = build_objective(cfg.objective).special_tokens
+        return len(set(train.text)) + len(tok.special_tokens(needed))
+    if isinstance(tok, SavedConfig):
+        from .tokenizers.library import TokenizerLibrary
+
+        tok.check_name()
+        return TokenizerLibrary(home).info(tok.saved_name).vocab_size
+    if isinstance(tok, PretrainedConfig):
+        return build_tokenizer(tok, "").vocab_size
+    return int(tok.vocab_size)  # type: ignore[attr-defined]
 
 
 def _check_lengths(train_tokens: int, eval_tokens: int, seq_len: int) -> None:
@@ -67,12 +90,12 @@ def _check_lengths(train_tokens: int, eval_tokens: int, seq_len: int) -> None:
         )
 
 
-def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> Experiment:
+def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None, home: Path | None = None) -> Experiment:
     """Load the corpus, split it, train (or reuse) the tokenizer, tokenize, build the model."""
     corpus = load_corpus(cfg.data.corpus)
     train, val = corpus.split(cfg.data.val_fraction)
     objective = build_objective(cfg.objective)
-    tokenizer = tokenizer or fit_tokenizer(cfg, corpus, train, objective)
+    tokenizer = tokenizer or fit_tokenizer(cfg, train, objective, home)
     seq_len = cfg.seq_len
     train_tok = tokenize(tokenizer, train)
     passages = tokenize(tokenizer, Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator),
@@ -100,20 +123,24 @@ PREFLIGHT_TOKENIZE_CHARS = 2_000_000
 """Below this size a subword tokenizer is trained in :func:`preflight` to count tokens exactly."""
 
 
-def preflight(cfg: RunConfig) -> None:
+def preflight(cfg: RunConfig, home: Path | None = None) -> None:
     """Cheap checks before a process is started, so a mistake is reported at once, inline:
     a user file that is missing, empty, not UTF-8 or too large, and a corpus too short for the
     context (exact for the char tokenizer and for small texts, where the tokenizer is trained
-    here; a large text cannot be too short)."""
+    here; a large text cannot be too short), and a kept or published tokenizer that cannot be
+    loaded or lacks a special token the objective needs."""
+    loaded = None
+    if isinstance(cfg.tokenizer, (SavedConfig, PretrainedConfig)):  # loaded, not trained: check it now
+        loaded = build_tokenizer(cfg.tokenizer, "", build_objective(cfg.objective).special_tokens, home=home)
     if cfg.data.corpus in BUILTIN_CORPORA:
         return
     corpus = corpus_from_text(read_text_file(cfg.data.corpus))
     train, val = corpus.split(cfg.data.val_fraction)
     passages = Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator)
-    if cfg.data.tokenizer == "char":  # one token per character: count without tokenizing
+    if isinstance(cfg.tokenizer, CharConfig):  # one token per character: count without tokenizing
         _check_lengths(len(train), sum(len(p.text) for p in passages.documents), cfg.seq_len)
     elif len(corpus) <= PREFLIGHT_TOKENIZE_CHARS:
-        tokenizer = fit_tokenizer(cfg, corpus, train, build_objective(cfg.objective))
+        tokenizer = loaded or fit_tokenizer(cfg, train, build_objective(cfg.objective), home)
         _check_lengths(len(tokenize(tokenizer, train).stream()), tokenize(tokenizer, passages).num_tokens, cfg.seq_len)
 
 

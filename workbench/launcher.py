@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .experiment import count_parameters, preflight
+from .experiment import count_parameters, estimate_vocab_size, preflight
 from .limits import LaunchLimits
 from .runstore import RunInfo, RunStore
 
@@ -59,9 +59,9 @@ def start_run(cfg: RunConfig, store: RunStore | None = None, name: str = "",
     """
     store = store or RunStore()
     if limits is not None:
-        limits.check(cfg, count_parameters(cfg, vocab_size or cfg.data.vocab_size), len(live_runs(store)))
+        limits.check(cfg, count_parameters(cfg, vocab_size or estimate_vocab_size(cfg, home=store.home)), len(live_runs(store)))
     if not preflighted:
-        preflight(cfg)
+        preflight(cfg, store.home)
     run_id = store.create_run(cfg.to_dict(), name=name or cfg.name)
     cfg.save(store.run_dir(run_id) / "config.json")
     _spawn(store, run_id)

@@ -2,7 +2,7 @@
 
 Every field is ``section.field`` (``model.n_layer``, ``train.lr``); its bare name (``n_layer``)
 works too wherever it is unique among the sections a config has (its model family and
-objective decide which fields exist). ``arch`` and ``objective`` switch the family or objective.
+objective decide which fields exist). ``arch``, ``objective`` and ``tokenizer`` switch the model family, objective or tokenizer family.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from .config import (
     model_config_class,
     objective_config_class,
     require,
+    tokenizer_config_class,
 )
 
-SELECTORS = {"arch": ("model", "arch"), "objective": ("objective", "name")}
-"""Bare names that switch a section's class: ``--arch gpt``, ``--objective causal_lm``."""
+SELECTORS = {"arch": ("model", "arch"), "objective": ("objective", "name"), "tokenizer": ("tokenizer", "kind")}
+"""Bare names that switch a section's class: ``--arch gpt``, ``--objective causal_lm``, ``--tokenizer bpe``."""
+
+SELECTOR_CLASSES = {"model": model_config_class, "objective": objective_config_class, "tokenizer": tokenizer_config_class}
+"""Section -> the function that gives its dataclass for a selector value."""
 
 
 def section_classes(cfg: RunConfig | dict[str, Any]) -> dict[str, type[Section]]:
@@ -33,7 +37,9 @@ def section_classes(cfg: RunConfig | dict[str, Any]) -> dict[str, type[Section]]
         return {name: type(sec) for name, sec in cfg.sections().items()}
     return {"model": model_config_class(cfg.get("model", {}).get("arch", "gpt")),
             "objective": objective_config_class(cfg.get("objective", {}).get("name", "causal_lm")),
-            "data": DataConfig, "train": TrainConfig}
+            "data": DataConfig,
+            "tokenizer": tokenizer_config_class(cfg.get("tokenizer", {}).get("kind", "char")),
+            "train": TrainConfig}
 
 
 def config_fields(cfg: RunConfig | dict[str, Any]) -> dict[str, tuple[str, dataclasses.Field]]:
@@ -63,7 +69,7 @@ def bare_names(cfg: RunConfig | dict[str, Any]) -> dict[str, str]:
     counts: dict[str, list[str]] = {}
     for qualified in config_fields(cfg):
         counts.setdefault(qualified.split(".", 1)[1], []).append(qualified)
-    out = {name: q[0] for name, q in counts.items() if len(q) == 1 and name not in ("arch", "name")}
+    out = {name: q[0] for name, q in counts.items() if len(q) == 1 and name not in ("arch", "name", "kind")}
     out.update({sel: ".".join(target) for sel, target in SELECTORS.items()})
     return out
 
@@ -100,8 +106,8 @@ def resolve_name(cfg: RunConfig | dict[str, Any], name: str) -> str:
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """Return a new validated config with overrides applied; ``None`` values mean 'not given'.
 
-    Keys are field names (bare where unique, or ``section.field``), ``arch`` / ``objective`` to
-    switch family or objective (same-named settings carry over), and ``name`` / ``preset``.
+    Keys are field names (bare where unique, or ``section.field``), ``arch`` / ``objective`` /
+    ``tokenizer`` to switch model family, objective or tokenizer family (same-named settings carry over), and ``name`` / ``preset``.
 
     >>> from workbench.presets import get_preset
     >>> cfg = apply_overrides(get_preset("gpt-nano"), {"n_embd": 96, "train.lr": 3e-4})
@@ -117,7 +123,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         value = given.pop(selector, None)
         value = given.pop(f"{section}.{key}", value)
         if value is not None and value != d[section][key]:
-            cls = model_config_class(value) if section == "model" else objective_config_class(value)
+            cls = SELECTOR_CLASSES[section](value)
             carried = {f.name: d[section][f.name] for f in fields(cls) if f.name in d[section] and f.name != key}
             d[section] = {**carried, key: value}
     for name, value in given.items():

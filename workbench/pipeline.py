@@ -129,8 +129,9 @@ def run_training(
         try:
             cfg = RunConfig.from_dict(info.config)
             tok_path = run_dir / "tokenizer.json"
-            exp = build_experiment(cfg, Tokenizer.load(tok_path) if resume else None)
+            exp = build_experiment(cfg, Tokenizer.load(tok_path) if resume else None, home=store.home)
             exp.tokenizer.save(tok_path)
+            exp.tokenizer.save_pretrained(run_dir / "hf")  # for AutoTokenizer.from_pretrained(run_dir / "hf")
             exp.config.save(run_dir / "config.json")
             # the config now has the tokenizer's vocab_size; the corpus's fingerprint guards resumes
             store.update_run(run_id, config=exp.config.to_dict(), corpus_hash=exp.corpus_hash)
@@ -174,7 +175,7 @@ def train(
     The run lands in the same store as dashboard runs, so every face of the workbench sees it.
     """
     store = store or RunStore()
-    preflight(cfg)
+    preflight(cfg, store.home)
     run_id = store.create_run(cfg.to_dict(), name=cfg.name)
     cfg.save(store.run_dir(run_id) / "config.json")
     run_training(store, run_id, progress=progress, callbacks=callbacks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .config import DataConfig, RunConfig, TrainConfig, require
+from .tokenizers import BPEConfig
 from .models import GPTConfig
 
 
@@ -16,7 +17,7 @@ def _preset_gpt_nano() -> RunConfig:
     """A few seconds on a laptop CPU; what the tests and the first demo use."""
     return RunConfig(
         model=GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64),
-        data=DataConfig(tokenizer="char"),
+        data=DataConfig(),
         train=TrainConfig(max_steps=200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=20,
                           eval_interval=50, log_interval=10),
         preset="gpt-nano",
@@ -27,7 +28,7 @@ def _preset_gpt_cpu() -> RunConfig:
     """nanoGPT's CPU recipe for shakespeare-char: 4L/4H/128, ctx 64, batch 12 (val ~1.88 @ 2000)."""
     return RunConfig(
         model=GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, bias=False),
-        data=DataConfig(tokenizer="char"),
+        data=DataConfig(),
         train=TrainConfig(max_steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                           eval_interval=250, log_interval=10),
         preset="gpt-cpu",
@@ -38,7 +39,7 @@ def _preset_gpt_shakespeare_char() -> RunConfig:
     """nanoGPT's baby GPT: 6L/6H/384, ctx 256, dropout 0.2, no biases (val 1.4697 @ 5000 on an A100)."""
     return RunConfig(
         model=GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=False),
-        data=DataConfig(tokenizer="char"),
+        data=DataConfig(),
         train=TrainConfig(max_steps=5000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                           eval_interval=250, log_interval=10),
         preset="gpt-shakespeare-char",
@@ -49,7 +50,8 @@ def _preset_gpt_mini_bpe() -> RunConfig:
     """A small subword model: byte-level BPE with a 2048-token vocabulary, 4L/4H/128, ctx 128."""
     return RunConfig(
         model=GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128),
-        data=DataConfig(tokenizer="bpe", vocab_size=2048),
+        data=DataConfig(),
+        tokenizer=BPEConfig(vocab_size=2048),
         train=TrainConfig(max_steps=1000, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=50,
                           eval_interval=100, log_interval=10),
         preset="gpt-mini-bpe",
