@@ -71,8 +71,21 @@ def _check_quickstart(nb: nbformat.NotebookNode, home: Path) -> None:
     assert len(figures) >= 4, f"expected the lr chart, one heatmap and two grids; got {len(figures)} figures"
 
 
+def _check_tokenization(nb: nbformat.NotebookNode, home: Path) -> None:
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    pages = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert len(pages) >= 8, f"expected the token views and tables as HTML; got {len(pages)}"
+    assert not any("<script" in p.lower() for p in pages), "the views must not contain scripts"
+    assert any('class="wb-side-by-side"' in p for p in pages) and any('class="wb-merges"' in p for p in pages)
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 3, f"expected the merges, compression and length charts; got {len(figures)} figures"
+    assert any(WIDGET_MIME in o.get("data", {}) for o in _tagged(nb, "slider").outputs), "the merge slider was not displayed"
+    assert "same ids: True | without special tokens: True" in _stdout(_tagged(nb, "save-hf"))
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "00_quickstart.ipynb": _check_quickstart,
+    "01_tokenization.ipynb": _check_tokenization,
 }
 
 
