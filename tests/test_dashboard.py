@@ -116,7 +116,10 @@ def finished(trained, monkeypatch) -> tuple[Path, str, str]:
 def test_train_page_shows_parameter_count_of_the_preset(home):
     at = _app()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Vocabulary"] == str(len(set(load_shakespeare().text)))
+    from workbench.tokenizers import train_tokenizer
+
+    run_vocab = train_tokenizer("char", load_shakespeare().split(0.1)[0].text).vocab_size  # what a run will build
+    assert metrics["Vocabulary"] == str(run_vocab)  # the characters of the training split and [UNK]
     assert metrics["Parameters"].endswith("k")  # gpt-nano: ~0.1 M parameters
     assert not at.error
     assert RunStore(home).list_runs() == []  # showing the form starts nothing
@@ -237,7 +240,7 @@ def test_uploaded_corpus_is_saved_by_content_hash_and_trains(home):
     at.button(key="check").click().run()
     assert not at.error
     vocab = {m.label: m.value for m in at.metric}["Vocabulary"]
-    assert vocab == str(len(set(text)))  # the char vocabulary of the upload, not of Shakespeare
+    assert vocab == str(len(set(text)) + 1)  # the upload's characters (not Shakespeare's) and [UNK]
     assert RunStore(home).list_runs() == []  # Check starts nothing
 
     at.button(key="launch").click().run()
@@ -250,6 +253,7 @@ def test_uploaded_corpus_is_saved_by_content_hash_and_trains(home):
     assert not (home.parent / "etc").exists()
     info = launcher.wait_for(run.id, RunStore(home), timeout=120)
     assert info.status == "finished", info.error
+    assert info.config["model"]["vocab_size"] == int(vocab)  # the form showed what the run built
 
 
 def test_changing_the_preset_keeps_the_corpus_choice_and_the_upload(home):
@@ -266,7 +270,7 @@ def test_changing_the_preset_keeps_the_corpus_choice_and_the_upload(home):
     assert at.text_input(key="tf_run_name").value == "mine"
     at.button(key="check").click().run()
     assert not at.error
-    assert {m.label: m.value for m in at.metric}["Vocabulary"] == str(len(set(text)))  # still the upload
+    assert {m.label: m.value for m in at.metric}["Vocabulary"] == str(len(set(text)) + 1)  # still the upload (+ [UNK])
 
 
 def test_a_too_short_upload_is_an_inline_error_on_check_and_on_start(home):
@@ -532,9 +536,11 @@ def test_sample_with_characters_outside_the_vocabulary_says_what_to_change(finis
     at = _app(run=newest, page="sample")
     at.text_area(key="s_prompt").set_value("ROMEO: ☃")
     at.button[0].click().run()
-    assert not at.exception
-    assert "☃" in _texts(at.error) and "bpe" in _texts(at.error)
-    assert not at.code
+    assert not at.exception and not at.error
+    # the char tokenizer has [UNK] now: the snowman reaches the model as [UNK], and the page says so
+    warning = _texts(at.warning)
+    assert "☃" in warning and "[UNK]" in warning and "bpe" in warning
+    assert at.code[0].value.startswith("ROMEO: ") and "☃" not in at.code[0].value
 
 
 def test_sample_says_when_best_fell_back_to_the_last_checkpoint(home):

@@ -13,7 +13,7 @@ import streamlit as st
 import common
 import guard
 from workbench import plots
-from workbench.config import ConfigError, RunConfig
+from workbench.config import ConfigError, RunConfig, describe_tokenizer
 
 st.title("Runs")
 st.caption("Every run in the store (from this dashboard, the CLI or a notebook), newest first. "
@@ -49,8 +49,16 @@ def _model(config: dict) -> str:
     return f"{cfg.model.describe()} · {cfg.objective.name}"
 
 
+def _tokenizer(config: dict) -> str:
+    """'char', 'bpe 2048', 'saved:NAME', 'pretrained:NAME' (configs of every version)."""
+    try:
+        return describe_tokenizer(config)
+    except (AttributeError, TypeError, ValueError):  # a hand-edited config.json
+        return "?"
+
+
 def _row(r) -> dict:
-    d, t = r.config.get("data", {}), r.config.get("train", {})
+    t = r.config.get("train", {})
     return {
         "run": r.id,
         "name": r.name,
@@ -60,7 +68,7 @@ def _row(r) -> dict:
         "best val loss": r.best_val_loss,
         "params": r.num_params,
         "model": _model(r.config),
-        "tokenizer": d.get("tokenizer", ""),
+        "tokenizer": _tokenizer(r.config),
         "lr": t.get("lr"),
         "batch": t.get("batch_size"),
         "device": r.device or "",

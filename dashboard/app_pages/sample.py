@@ -9,7 +9,7 @@ import guard
 from workbench.generate import sample_text
 from workbench.pipeline import checkpoint_path, load_run_model
 from workbench.runstore import RunStore
-from workbench.tokenizers import TokenizerError
+from workbench.tokenizers import UNK, TokenizerError
 
 st.title("Sample")
 st.caption(
@@ -28,6 +28,16 @@ store = common.get_store()
 def _model(_store: RunStore, home: str, run_id: str, which: str, mtime: float):
     """Cached per run, checkpoint and checkpoint file time (a newer 'best' reloads)."""
     return load_run_model(_store, run_id, which)
+
+
+def _unknown_pieces(tokenizer, text: str) -> list[str]:
+    """The pieces of ``text`` the tokenizer spells as [UNK] (each once, in order): the model sees
+    one unknown token for each, and the decoded output leaves them out."""
+    if not text or UNK not in tokenizer.special_tokens:
+        return []
+    unk = tokenizer.token_to_id(UNK)
+    ids, offsets = tokenizer.encode_offsets([text])[0]
+    return list(dict.fromkeys(text[a:b] or UNK for i, (a, b) in zip(ids, offsets) if i == unk))
 
 
 with st.form("sample_form"):
@@ -74,6 +84,13 @@ if go:
             "tokenizer, which can encode any text.", icon=":material/error:",
         )
     else:
+        unknown = _unknown_pieces(tokenizer, ss["s_prompt"])
+        if unknown:
+            shown = " ".join(guard.code(p) for p in unknown[:20]) + (" …" if len(unknown) > 20 else "")
+            note = ((note + "\n\n") if note else "") + (
+                f"Part of the prompt is not in this {tokenizer.kind} tokenizer's vocabulary and reached the model as "
+                f"{guard.code(UNK)}, which the output leaves out: {shown}. A run with a byte-level tokenizer ('bpe' or "
+                "'teaching-bpe') can read any text.")
         ss["sample_out"] = (
             info.id,
             text,

@@ -2,12 +2,21 @@
 
 **Check** and **Start training** run the same checks before anything starts: the config's own
 validation, the device, the corpus against the context (``workbench.experiment.preflight``:
-a too-short upload is reported here, not by a failed run) and this dashboard's launch limits
-(``workbench.limits.LaunchLimits``). Each error shows next to the field it names.
+a too-short upload is reported here, not by a failed run), a kept or published tokenizer that
+cannot be loaded, and this dashboard's launch limits (``workbench.limits.LaunchLimits``). Each
+error shows next to the field it names.
+
+The tokenizer sits above the form, outside it: picking a family shows that family's own
+settings at once (a form would only redraw on submit). Every family keeps its settings in its
+own widgets (``tf_tok_<kind>_<field>``), so switching back and forth loses nothing; a kept
+tokenizer (Tokenizers page) becomes ``{"tokenizer": "saved", "saved_name": NAME}``. The widgets
+and the rules for visitors from another machine are ``tokenizer_form``'s (shared with the
+Tokenizers page).
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +25,14 @@ import streamlit as st
 
 import common
 import guard
+import tokenizer_form as tf
 from workbench import launcher
 from workbench.config import ConfigError, RunConfig
 from workbench.overrides import apply_overrides, field_docs
-from workbench.corpora import CorpusError
-from workbench.experiment import count_parameters, preflight
+from workbench.experiment import count_parameters, estimate_vocab_size, preflight
 from workbench.presets import PRESETS, get_preset, preset_description
+from workbench.tokenizers import TOKENIZERS, TokenizerError
+from workbench.tokenizers.library import KeptTokenizer, TokenizerLibrary
 from workbench.trainer import resolve_device
 from workbench.uploads import MAX_UPLOAD_BYTES, check_upload, save_upload
 
@@ -31,12 +42,20 @@ K = "tf_"  # session-state prefix of the form's widgets
 # fields the form edits, in the order they appear; the rest come from the preset
 FORM_FIELDS = (
     "n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_encoding",
-    "tokenizer", "vocab_size",
     "batch_size", "lr", "max_steps", "eval_interval", "device", "seed",
     "warmup_steps", "eval_chars", "log_interval", "weight_decay", "grad_clip", "val_fraction",
 )
 BUILTIN = "Shakespeare (built in)"
 UPLOAD = "Upload a .txt file"
+
+# (comments, not docstrings: Streamlit's magic would draw a bare string of a page script)
+# the Tokenizer picker: the trainable families (settings in TOK + kind + "_" + field), then kept ones as KEPT + name;
+# specials and sentinels are not shown: the objective decides them
+KEPT = "kept:"
+TOK = K + "tok_"
+TOK_CHOICE = TOK + "choice"
+# fields whose errors show next to them: the tokenizer box's, and every one _field_error draws (it adds them)
+INLINE = {"tokenizer", "saved_name", *(f.name for kind in tf.TRAINABLE for f in tf.family_fields(kind, False))}
 
 
 @dataclass
@@ -47,18 +66,25 @@ class FieldError:
 
 # --- state --------------------------------------------------------------------------------------
 
-def _preset_values(name: str) -> dict:
-    cfg = get_preset(name)
-    values = {**cfg.to_dict()["model"], **cfg.to_dict()["data"], **cfg.to_dict()["train"]}
-    values["vocab_size"] = cfg.data.vocab_size
-    return {f: values[f] for f in FORM_FIELDS}
+def _load_preset_tokenizer(name: str) -> None:
+    """The preset's tokenizer becomes the picked one, with the preset's settings."""
+    tok = get_preset(name).tokenizer
+    ss = st.session_state
+    if tok.kind == "saved":
+        ss[TOK_CHOICE] = KEPT + getattr(tok, "saved_name", "")
+        return
+    ss[TOK_CHOICE] = tok.kind
+    tf.load(TOK, tok, objective_fields=False)
 
 
 def _load_preset() -> None:
-    """Refill the model and training fields from the chosen preset (the preset picker's
-    on_change). The corpus choice, the uploaded file and the run name are the user's: kept."""
-    for name, value in _preset_values(st.session_state["train_preset"]).items():
-        st.session_state[K + name] = value
+    """Refill the model, tokenizer and training fields from the chosen preset (the preset
+    picker's on_change). The corpus choice, the uploaded file and the run name are the user's: kept."""
+    preset = get_preset(st.session_state["train_preset"]).to_dict()
+    values = {**preset["model"], **preset["data"], **preset["train"]}
+    for name in FORM_FIELDS:
+        st.session_state[K + name] = values[name]
+    _load_preset_tokenizer(st.session_state["train_preset"])
     st.session_state.setdefault(K + "corpus_source", BUILTIN)
 
 
@@ -68,27 +94,75 @@ def _set_action(action: str) -> None:
 
 if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = "gpt-nano"
-if any(K + f not in st.session_state for f in FORM_FIELDS):  # first visit (or back from another page)
-    _load_preset()
+tf.init_state(TOK)
+if any(K + f not in st.session_state for f in FORM_FIELDS) or TOK_CHOICE not in st.session_state:
+    _load_preset()  # first visit (or back from another page)
 
 
-@st.cache_data(show_spinner=False)
-def _shakespeare_charset_size() -> int:
-    from workbench.corpora import load_shakespeare
+KEPT_NOW: dict[str, KeptTokenizer] = {k.name: k for k in TokenizerLibrary().list()}  # each run: another tab may add one
+KEPT_LABELS = {KEPT + k.name: f"kept: {k.name} ({k.kind}, {k.vocab_size})" for k in KEPT_NOW.values()}
+TOK_OPTIONS = [*tf.TRAINABLE, *KEPT_LABELS]
+_gone = st.session_state.get(TOK_CHOICE)
+gone_warning = None
+if _gone not in TOK_OPTIONS:  # a kept tokenizer deleted since (on the Tokenizers page, or the CLI)
+    _load_preset_tokenizer(st.session_state["train_preset"])
+    if isinstance(_gone, str) and _gone.startswith(KEPT):
+        gone_warning = (f"The kept tokenizer {guard.code(_gone[len(KEPT):])} is gone (deleted since you picked it); "
+                        "the preset's tokenizer is picked instead.")
 
-    return len(set(load_shakespeare().text))
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _builtin_char_vocab(sections_json: str) -> int:
+    """``estimate_vocab_size`` of a char config on the built-in corpus (it reads the corpus):
+    keyed by the sections it depends on."""
+    return estimate_vocab_size(RunConfig.from_dict(json.loads(sections_json)))
+
+
+@st.cache_data(show_spinner="Loading the published tokenizer…", max_entries=16)
+def _published_vocab_size(tokenizer_json: str) -> int:
+    """``estimate_vocab_size`` of a 'pretrained' tokenizer section: it loads the tokenizer, so once
+    per name (keyed by the tokenizer section alone: changing lr or steps loads nothing)."""
+    return estimate_vocab_size(RunConfig.from_dict({"tokenizer": json.loads(tokenizer_json)}))
+
+
+def _vocab_size(cfg: RunConfig, text: str | None) -> int:
+    """The vocabulary the parameter count uses: ``estimate_vocab_size`` (exact for characters: the
+    training split's characters and the special tokens; a kept or published tokenizer's own size;
+    a trained family's setting)."""
+    kind = cfg.tokenizer.kind
+    if kind == "char":
+        if text is not None:
+            return estimate_vocab_size(cfg, text)
+        d = cfg.to_dict()
+        return _builtin_char_vocab(json.dumps({k: d[k] for k in ("objective", "data", "tokenizer")}, sort_keys=True))
+    if kind == "pretrained":
+        return _published_vocab_size(json.dumps(cfg.tokenizer.to_dict(), sort_keys=True))
+    return estimate_vocab_size(cfg)
+
+
+def _as_field_error(exc: Exception, cfg: RunConfig | None) -> FieldError:
+    """The form field an error belongs to: a ConfigError names it; a TokenizerError (a kept one gone
+    or lacking a special token, a published one that cannot be loaded, an untrainable text) is the
+    tokenizer's; the rest (CorpusError, an upload that cannot be stored) is the corpus's."""
+    if isinstance(exc, ConfigError):
+        return FieldError(exc.field, exc.message)
+    if isinstance(exc, TokenizerError) and cfg is not None:
+        return FieldError({"saved": "saved_name", "pretrained": "pretrained"}.get(cfg.tokenizer.kind, "tokenizer"), str(exc))
+    return FieldError("corpus", str(exc))
 
 
 # --- from the form's values to a config -----------------------------------------------------------
 
 def _overrides() -> dict:
     ss = st.session_state
-    out = {f: ss[K + f] for f in FORM_FIELDS}
-    for f in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "batch_size", "max_steps",
-              "eval_interval", "seed", "warmup_steps", "eval_chars", "log_interval"):
-        out[f] = int(out[f])
-    for f in ("dropout", "lr", "weight_decay", "grad_clip", "val_fraction"):
-        out[f] = float(out[f])
+    floats = ("dropout", "lr", "weight_decay", "grad_clip", "val_fraction")  # the other numbers are integers
+    out = {f: ss[K + f] if f in ("pos_encoding", "device") else float(ss[K + f]) if f in floats else int(ss[K + f])
+           for f in FORM_FIELDS}
+    choice = ss[TOK_CHOICE]
+    if choice.startswith(KEPT):
+        out.update(tokenizer="saved", saved_name=choice[len(KEPT):])
+    else:
+        out.update(tokenizer=choice, **tf.settings(TOK, choice, objective_fields=False))
     preset = get_preset(ss["train_preset"])
     # keep the preset's decay ratio: the schedule ends at lr x (min_lr / lr) of the preset
     out["min_lr"] = out["lr"] * (preset.train.min_lr / preset.train.lr) if out["lr"] > 0 else 0.0
@@ -113,50 +187,30 @@ def _build(save: bool = False, check: bool = False) -> tuple[RunConfig | None, F
     context (preflight) and the launch limits. ``save`` stores an upload under its content hash
     (Start only: the stored path goes into the run's config)."""
     ss = st.session_state
-    overrides = _overrides()
-    upload_data: bytes | None = None
-    text_for_vocab: str | None = None
-    if ss[K + "corpus_source"] == UPLOAD:
-        upload = ss.get(K + "upload")
-        if upload is None:
-            return None, FieldError("corpus", "choose a .txt file to upload, or pick the built-in Shakespeare"), None
-        upload_data = upload.getvalue()
-        try:
-            text_for_vocab = check_upload(upload_data)
-        except CorpusError as exc:
-            return None, FieldError("corpus", str(exc)), None
-    overrides["corpus"] = "shakespeare"  # an upload's stored path replaces it below
+    upload = ss.get(K + "upload") if ss[K + "corpus_source"] == UPLOAD else None
+    if ss[K + "corpus_source"] == UPLOAD and upload is None:
+        return None, FieldError("corpus", "choose a .txt file to upload, or pick the built-in Shakespeare"), None
+    cfg = None
     try:
-        cfg = apply_overrides(get_preset(ss["train_preset"]), overrides)
-    except ConfigError as exc:
-        return None, FieldError(exc.field, exc.message), None
-    try:
-        resolve_device(cfg.train.device)
-    except ValueError as exc:
-        return None, FieldError("device", str(exc).removeprefix("device: ")), None
-    if cfg.data.tokenizer == "char":
-        vocab = len(set(text_for_vocab)) if text_for_vocab is not None else _shakespeare_charset_size()
-    else:
-        vocab = cfg.data.vocab_size
-    if check:
+        text_for_vocab = check_upload(upload.getvalue()) if upload is not None else None
+        # the built-in corpus; an upload's stored path replaces it below
+        cfg = apply_overrides(get_preset(ss["train_preset"]), {**_overrides(), "corpus": "shakespeare"})
+        tf.check_visitor(cfg.tokenizer)  # a visitor from another machine: Hub names only, no server folders
         try:
-            if upload_data is not None:
-                _preflight_upload(cfg, upload_data)
+            resolve_device(cfg.train.device)
+        except ValueError as exc:
+            raise ConfigError("device", str(exc).removeprefix("device: ")) from None
+        vocab = _vocab_size(cfg, text_for_vocab)
+        if check:
+            if upload is not None:
+                _preflight_upload(cfg, upload.getvalue())
             else:
                 preflight(cfg)
-            limits = common.launch_limits()
-            limits.check(cfg, count_parameters(cfg, vocab), len(launcher.live_runs(common.get_store())))
-        except ConfigError as exc:
-            return None, FieldError(exc.field, exc.message), None
-        except ValueError as exc:  # CorpusError, or a tokenizer that cannot be trained on the text
-            return None, FieldError("corpus", str(exc)), None
-    if upload_data is not None:
-        try:
-            path = save_upload(upload_data) if save else None
-        except (CorpusError, OSError) as exc:
-            return None, FieldError("corpus", str(exc)), None
-        if path is not None:
-            cfg = apply_overrides(cfg, {"corpus": str(path)})
+            common.launch_limits().check(cfg, count_parameters(cfg, vocab), len(launcher.live_runs(common.get_store())))
+        if upload is not None and save:
+            cfg = apply_overrides(cfg, {"corpus": str(save_upload(upload.getvalue()))})
+    except (ValueError, OSError) as exc:  # ConfigError, TokenizerError, CorpusError; an upload not stored
+        return None, _as_field_error(exc, cfg), None
     return cfg, None, vocab
 
 
@@ -169,12 +223,10 @@ if action is not None:
         try:
             # _build(check=True) has just run preflight on this corpus; start_run checks the limits again
             run_id = launcher.start_run(cfg, store, limits=common.launch_limits(), vocab_size=vocab, preflighted=True)
-        except ConfigError as exc:
-            error = FieldError(exc.field, exc.message)
-        except CorpusError as exc:
-            error = FieldError("corpus", str(exc))
         except OSError as exc:
             error = FieldError("run", f"could not start the training process: {exc}")
+        except ValueError as exc:  # ConfigError, TokenizerError, CorpusError
+            error = _as_field_error(exc, cfg)
         else:
             common.select_run(run_id)
             st.session_state["flash"] = (
@@ -192,6 +244,8 @@ st.caption(
     "Watch it on **Monitor**, look at its attention on **Attention**, and sample from it on **Sample**."
 )
 
+if gone_warning:
+    st.warning(gone_warning, icon=":material/warning:")
 top = st.columns([2, 3], vertical_alignment="bottom")
 with top[0]:
     st.selectbox(
@@ -207,10 +261,11 @@ cfg_now, err_now, vocab_now = _build(save=False) if error is None else (None, er
 m = st.columns(4)
 if cfg_now is not None:
     n_params = count_parameters(cfg_now, vocab_now)
-    approx = "≈ " if cfg_now.data.tokenizer == "bpe" else ""
+    approx = "" if cfg_now.tokenizer.kind in ("char", "saved", "pretrained") else "≈ "
     m[0].metric("Parameters", approx + common.fmt_params(n_params), help=f"{n_params:,} weights (count_parameters)")
     m[1].metric("Vocabulary", approx + str(vocab_now),
-                help="char: distinct characters of the corpus; bpe: the target vocabulary size")
+                help="char: the distinct characters of the corpus; a kept or published tokenizer: its own size; "
+                     "the other families: the vocabulary size asked for (≈: a text may fill less of it)")
     m[2].metric("Tokens per step", f"{cfg_now.train.batch_size * cfg_now.seq_len:,}",
                 help="batch_size x block_size tokens are predicted at every optimizer step")
     m[3].metric("Context", f"{cfg_now.seq_len} tokens")
@@ -218,7 +273,7 @@ else:
     m[0].metric("Parameters", "—")
     m[1].caption(f"Fix **{guard.md(err_now.field)}** in the form below to see the size of the model.")
 st.caption(
-    f"{common.cuda_summary()}. The numbers above follow the form after you press **Check** or change the preset."
+    f"{common.cuda_summary()}. The numbers above follow the tokenizer at once, and the form after you press **Check** or change the preset."
 )
 try:
     limits_text = common.launch_limits().describe()
@@ -233,26 +288,68 @@ else:
     )
 
 
-def _field_error(name: str) -> None:
-    if error is not None and error.field == name:
-        st.error(f"**{guard.md(name)}**: {guard.md(guard.redact(error.message))}", icon=":material/error:")
+def _field_error(name: str, err: FieldError | None = None) -> None:
+    """The error about ``name`` (after Check / Start: ``error``), if any, here."""
+    INLINE.add(name)
+    err = err or error
+    if err is not None and err.field == name:
+        tf.show_error(name, err.message)
+
+
+def _tokenizer_box() -> None:
+    """The Tokenizer picker and the picked family's settings (live: outside the form). Errors
+    show next to them as soon as a value is wrong, and again after Check / Start."""
+    tok_error = error if error is not None else err_now
+    with st.container(border=True):
+        st.subheader("Tokenizer", divider="gray")
+        cols = st.columns([2, 3], gap="large")
+        with cols[0]:
+            st.selectbox(
+                "Tokenizer", TOK_OPTIONS, key=TOK_CHOICE, persist_state="session",
+                format_func=lambda o: KEPT_LABELS.get(o, o),
+                help=DOCS["tokenizer"] + " Tokenizers kept on the **Tokenizers** page are listed as 'kept: NAME'; "
+                     "a run copies the one it uses, so deleting it later never breaks the run.",
+            )
+            _field_error("tokenizer", tok_error)
+            _field_error("saved_name", tok_error)
+        choice = st.session_state[TOK_CHOICE]
+        with cols[1]:
+            if choice.startswith(KEPT):
+                kept = KEPT_NOW[choice[len(KEPT):]]
+                cpt = kept.stats.get("chars_per_token")
+                st.caption(
+                    f"{guard.md(kept.describe())}"
+                    + (f"; {cpt:.2f} characters per token on its validation text" if cpt else "")
+                    + ". Used as it is: nothing is trained."
+                )
+                return
+            st.caption(guard.md(TOKENIZERS[choice].description) + ". Trained on the corpus's training split when the run starts.")
+            shown = tf.render(TOK, choice, objective_fields=False, per_row=4,
+                              error=(tok_error.field, tok_error.message) if tok_error is not None else None)
+            if not shown:
+                st.caption("No settings: the vocabulary is every character of the training split.")
+
+
+_tokenizer_box()
+
+
+def _num(label: str, name: str, low: float, high: float, step: float, fmt: str | None = None, doc: str = "",
+         also: tuple[str, ...] = ()) -> None:
+    """A number field of the form, with the errors about it (and about ``also``) under it."""
+    st.number_input(label, low, high, step=step, format=fmt, key=K + name, persist_state="session", help=DOCS[name] + doc)
+    for field in (name, *also):
+        _field_error(field)
 
 
 with st.form("train_form", border=True):
     c_model, c_data, c_train = st.columns(3, gap="large")
     with c_model:
         st.subheader("Model", divider="gray")
-        st.number_input("Layers (n_layer)", 1, 48, step=1, key=K + "n_layer", persist_state="session", help=DOCS["n_layer"])
-        _field_error("n_layer")
-        st.number_input("Heads per layer (n_head)", 1, 64, step=1, key=K + "n_head", persist_state="session", help=DOCS["n_head"])
-        _field_error("n_head")
-        st.number_input("Width (n_embd)", 1, 4096, step=8, key=K + "n_embd", persist_state="session", help=DOCS["n_embd"])
-        _field_error("n_embd")
-        st.number_input("Context length (block_size)", 1, 8192, step=16, key=K + "block_size", persist_state="session", help=DOCS["block_size"])
-        _field_error("block_size")
-        _field_error("seq_len")
-        st.number_input("Dropout", 0.0, 0.95, step=0.05, format="%.2f", key=K + "dropout", persist_state="session", help=DOCS["dropout"])
-        _field_error("dropout")
+        _num("Layers (n_layer)", "n_layer", 1, 48, 1)
+        _num("Heads per layer (n_head)", "n_head", 1, 64, 1)
+        _num("Width (n_embd)", "n_embd", 1, 4096, 8)
+        _num("Context length (block_size)", "block_size", 1, 8192, 16, also=("seq_len",))
+        _num("Dropout", "dropout", 0.0, 0.95, 0.05, "%.2f")
         st.selectbox("Position encoding", ["learned", "sinusoidal"], key=K + "pos_encoding", persist_state="session", help=DOCS["pos_encoding"])
 
     with c_data:
@@ -265,54 +362,38 @@ with st.form("train_form", border=True):
                  "hash when a run starts (Check stores nothing).",
         )
         _field_error("corpus")
-        st.selectbox("Tokenizer", ["char", "bpe"], key=K + "tokenizer", persist_state="session", help=DOCS["tokenizer"])
-        _field_error("tokenizer")
-        st.number_input("BPE vocabulary size", 260, 100_000, step=256, key=K + "vocab_size", persist_state="session", help=DOCS["vocab_size"])
-        _field_error("vocab_size")
-        st.number_input("Validation fraction", 0.01, 0.49, step=0.01, format="%.2f", key=K + "val_fraction", persist_state="session",
-                        help=DOCS["val_fraction"])
-        _field_error("val_fraction")
+        _num("Validation fraction", "val_fraction", 0.01, 0.49, 0.01, "%.2f")
         st.text_input("Run name (optional)", key=K + "run_name", persist_state="session", max_chars=80,
                       help="Shown next to the run id in the run pickers.")
 
     with c_train:
         st.subheader("Training", divider="gray")
-        st.number_input("Batch size", 1, 4096, step=1, key=K + "batch_size", persist_state="session", help=DOCS["batch_size"])
-        _field_error("batch_size")
-        st.number_input("Learning rate (peak)", 0.0, 1.0, step=1e-4, format="%.5f", key=K + "lr", persist_state="session",
-                        help=DOCS["lr"] + " Decays (cosine) to a tenth of it, as in the preset.")
-        _field_error("lr")
-        _field_error("min_lr")
-        st.number_input("Steps (max_steps)", 1, 1_000_000, step=50, key=K + "max_steps", persist_state="session", help=DOCS["max_steps"])
-        _field_error("max_steps")
-        st.number_input("Evaluate every (eval_interval)", 1, 100_000, step=10, key=K + "eval_interval", persist_state="session",
-                        help=DOCS["eval_interval"] + " Attention snapshots are taken at each evaluation.")
-        _field_error("eval_interval")
+        _num("Batch size", "batch_size", 1, 4096, 1)
+        _num("Learning rate (peak)", "lr", 0.0, 1.0, 1e-4, "%.5f", " Decays (cosine) to a tenth of it, as in the preset.",
+             also=("min_lr",))
+        _num("Steps (max_steps)", "max_steps", 1, 1_000_000, 50)
+        _num("Evaluate every (eval_interval)", "eval_interval", 1, 100_000, 10,
+             doc=" Attention snapshots are taken at each evaluation.")
         st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=K + "device", persist_state="session", help=DOCS["device"])
         _field_error("device")
         st.number_input("Seed", 0, 2**31 - 1, step=1, key=K + "seed", persist_state="session", help=DOCS["seed"])
 
     with st.expander("More settings"):
-        e = st.columns(5)
-        e[0].number_input("Warm-up steps", 0, 100_000, step=10, key=K + "warmup_steps", persist_state="session", help=DOCS["warmup_steps"])
-        e[1].number_input("Validation text scored (characters, 0 = all)", 0, 10_000_000, step=4096, key=K + "eval_chars",
-                          persist_state="session", help=DOCS["eval_chars"])
-        e[2].number_input("Log every (log_interval)", 1, 100_000, step=1, key=K + "log_interval", persist_state="session", help=DOCS["log_interval"])
-        e[3].number_input("Weight decay", 0.0, 10.0, step=0.01, format="%.3f", key=K + "weight_decay", persist_state="session", help=DOCS["weight_decay"])
-        e[4].number_input("Gradient clip", 0.0, 100.0, step=0.1, format="%.2f", key=K + "grad_clip", persist_state="session", help=DOCS["grad_clip"])
-        for name in ("warmup_steps", "eval_chars", "log_interval", "weight_decay", "grad_clip"):
-            _field_error(name)
+        for col, args in zip(st.columns(5), (("Warm-up steps", "warmup_steps", 0, 100_000, 10),
+                                 ("Validation text scored (characters, 0 = all)", "eval_chars", 0, 10_000_000, 4096),
+                                 ("Log every (log_interval)", "log_interval", 1, 100_000, 1),
+                                 ("Weight decay", "weight_decay", 0.0, 10.0, 0.01, "%.3f"),
+                                 ("Gradient clip", "grad_clip", 0.0, 100.0, 0.1, "%.2f"))):
+            with col:
+                _num(*args)
 
     bar = st.container(horizontal=True, vertical_alignment="center")
     bar.form_submit_button("Check", key="check", icon=":material/fact_check:", on_click=_set_action, args=("check",),
                            help="Validate the settings and update the parameter count, without starting anything.")
     bar.form_submit_button("Start training", key="launch", type="primary", icon=":material/play_arrow:",
                            on_click=_set_action, args=("launch",))
-    shown_inline = {"n_layer", "n_head", "n_embd", "block_size", "seq_len", "dropout", "corpus", "tokenizer", "vocab_size",
-                    "val_fraction", "batch_size", "lr", "min_lr", "max_steps", "eval_interval", "device", "warmup_steps",
-                    "eval_chars", "log_interval", "weight_decay", "grad_clip"}
-    if error is not None and error.field not in shown_inline:
-        st.error(f"**{guard.md(error.field)}**: {guard.md(guard.redact(error.message))}", icon=":material/error:")
+    if error is not None and error.field not in INLINE:
+        tf.show_error(error.field, error.message)
     elif error is not None:
         bar.markdown(f":red[:material/error: Nothing was started: fix **{guard.md(error.field)}** above.]")
     elif action == "check":
