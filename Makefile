@@ -39,7 +39,7 @@ bench: install
 
 # needs Debian's chromium (apt-get install -y chromium) and the playwright package
 screenshots: install
-	WORKBENCH_SCREENSHOTS=docs/screenshots WORKBENCH_REQUIRE_BROWSER=1 $(PY) -m pytest tests/test_browser.py -q
+	WORKBENCH_SCREENSHOTS=docs/screenshots WORKBENCH_REQUIRE_BROWSER=1 $(PY) -m pytest tests/test_browser.py tests/test_browser_tokenizers.py -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache
