@@ -106,7 +106,9 @@ class HFTokenizer(Tokenizer):
 
     @classmethod
     def _train(cls, text: str, config: Any, special_tokens: list[str], n_sentinels: int) -> Any:
-        raise NotImplementedError
+        """The family's recipe: a trained ``tokenizers.Tokenizer`` with ``special_tokens`` as its
+        first ids, leaving ``n_sentinels`` ids of ``config.vocab_size`` for the sentinels."""
+        raise NotImplementedError(f"{cls.__name__} is loaded, not trained; families override _train")
 
 
 def check_min_freq(config: Any) -> None:
