@@ -44,7 +44,9 @@ def tokenize(tokenizer: Tokenizer, corpus: Corpus, char_lengths: bool = False) -
     texts = [d.text for d in corpus.documents]
     pairs = tokenizer.encode_with_lengths(texts) if char_lengths else [(i, None) for i in tokenizer.encode_batch(texts)]
     return TokenizedCorpus([TokenizedDoc(ids, d, lengths) for (ids, lengths), d in zip(pairs, corpus.documents)],
-                           tokenizer.encode(corpus.separator) if corpus.separator else [])
+                           tokenizer.encode(corpus.separator) if corpus.separator else [],
+                           special_ids={t: tokenizer.special_id(t) for t in tokenizer.special_tokens},
+                           vocab_size=tokenizer.vocab_size)
 
 
 def fit_tokenizer(cfg: RunConfig, train: Corpus, objective: Objective, home: Path | None = None) -> Tokenizer:

@@ -38,6 +38,10 @@ class TokenizedCorpus:
 
     docs: list[TokenizedDoc]
     separator_ids: list[int] = field(default_factory=list)
+    special_ids: dict[str, int] = field(default_factory=dict)
+    """The tokenizer's special tokens by name (``{"[MASK]": 4, ...}``): what masking objectives insert."""
+    vocab_size: int = 0
+    """The tokenizer's vocabulary size (random replacement tokens are drawn below it)."""
 
     def stream(self) -> list[int]:
         """All documents as one id sequence, joined by the separator (what causal LM reads).
@@ -68,6 +72,7 @@ class Batch:
     input_ids: torch.Tensor  # (B, T)
     labels: torch.Tensor  # (B, T), IGNORE_INDEX where no loss is taken
     attention_mask: torch.Tensor | None = None  # (B, T), 1 = real token, 0 = padding
+    token_type_ids: torch.Tensor | None = None  # (B, T), segment of each token (0 = A, 1 = B), BERT's pairs
     label_chars: torch.Tensor | None = None  # (B, T), characters each label token spells (evaluation)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
