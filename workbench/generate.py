@@ -40,6 +40,10 @@ def generate(
     """Extend ``idx`` (B, T) by ``max_new_tokens``; temperature 0 means greedy."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    config = getattr(model, "config", None)
+    if config is not None and "causal" not in config.capabilities:
+        raise ValueError(f"a {config.arch} model reads both sides of a token: it fills in masked tokens, it does not "
+                         f"continue text; sample from a run of a causal model (e.g. gpt or lstm)")
     was_training = model.training
     model.eval()
     limit = getattr(model, "max_context", None)  # None: no limit (recurrent models)

@@ -83,6 +83,9 @@ if go:
             f"The prompt cannot be encoded: {guard.md(exc)}. Change the prompt, or train a run with the 'bpe' "
             "tokenizer, which can encode any text.", icon=":material/error:",
         )
+    except ValueError as exc:  # a model that cannot continue text (a masked LM)
+        ss.pop("sample_out", None)
+        st.error(f"Run {guard.code(info.id)} cannot be sampled: {guard.md(exc)}.", icon=":material/error:")
     else:
         unknown = _unknown_pieces(tokenizer, ss["s_prompt"])
         if unknown:

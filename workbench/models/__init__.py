@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..config import ModelConfig
 from .base import LanguageModel, ModelOutput
+from .bert import BERT, BERTConfig
 from .gpt import GPT, GPTConfig
 
 
@@ -23,9 +24,10 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
+    "bert": Family(BERTConfig, BERT),
 }
 
-__all__ = ["FAMILIES", "GPT", "GPTConfig", "LanguageModel", "ModelOutput", "build_model"]
+__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "LanguageModel", "ModelOutput", "build_model"]
 
 
 def build_model(config: ModelConfig) -> LanguageModel:

@@ -27,12 +27,16 @@ class ModelOutput:
     ``hidden_states`` is the trunk's final output (after the last norm), the input of every
     head. ``all_hidden_states`` (embeddings, then each layer; when asked) and ``attentions``
     (one (B, nh, T, T) tensor per layer; when asked) are for inspection and probes.
+    ``pooled`` and ``nsp_logits`` are filled in only by families with a pooler and a
+    next-sentence head (BERT); the others leave them None.
     """
 
     logits: torch.Tensor  # (B, T, vocab)
     hidden_states: torch.Tensor | None = None  # (B, T, C)
     all_hidden_states: tuple[torch.Tensor, ...] | None = None  # n_layer + 1 tensors (B, T, C)
     attentions: tuple[torch.Tensor, ...] | None = None  # n_layer tensors (B, nh, T, T)
+    pooled: torch.Tensor | None = None  # (B, C), sequence summary of encoders with a pooler (BERT's [CLS])
+    nsp_logits: torch.Tensor | None = None  # (B, 2), next-sentence head of encoders that have one
 
 
 class LanguageModel(nn.Module):

@@ -15,15 +15,19 @@ import torch.nn.functional as F
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's lacks ``bias=False`` on older versions)."""
+    """LayerNorm with an optional bias (PyTorch's lacks ``bias=False`` on older versions).
 
-    def __init__(self, ndim: int, bias: bool) -> None:
+    ``eps`` is 1e-5 (GPT-2, PyTorch's default); BERT uses 1e-12.
+    """
+
+    def __init__(self, ndim: int, bias: bool, eps: float = 1e-5) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(ndim))
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
 class SelfAttention(nn.Module):
@@ -104,13 +108,14 @@ def _allowed_mask(T: int, device: torch.device, causal: bool, allowed: torch.Ten
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: expand 4x, GELU, project back."""
+    """Position-wise feed-forward: expand (4x unless ``hidden`` is given), exact GELU, project back."""
 
-    def __init__(self, n_embd: int, dropout: float, bias: bool) -> None:
+    def __init__(self, n_embd: int, dropout: float, bias: bool, hidden: int | None = None) -> None:
         super().__init__()
-        self.fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        hidden = hidden or 4 * n_embd
+        self.fc = nn.Linear(n_embd, hidden, bias=bias)
         self.gelu = nn.GELU()
-        self.proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.proj = nn.Linear(hidden, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,15 @@ from __future__ import annotations
 from ..config import ObjectiveConfig
 from .base import IGNORE_INDEX, Batch, EvalSet, LossOutput, Objective, TokenizedCorpus, TokenizedDoc
 from .causal_lm import CausalLM, CausalLMConfig
+from .masked_lm import MaskedLM, MaskedLMConfig
 
 OBJECTIVES: dict[str, type[Objective]] = {
     CausalLM.name: CausalLM,
+    MaskedLM.name: MaskedLM,
 }
 
 __all__ = ["IGNORE_INDEX", "Batch", "EvalSet", "LossOutput", "Objective", "TokenizedCorpus", "TokenizedDoc",
-           "CausalLM", "CausalLMConfig", "OBJECTIVES", "build_objective"]
+           "CausalLM", "CausalLMConfig", "MaskedLM", "MaskedLMConfig", "OBJECTIVES", "build_objective"]
 
 
 def build_objective(config: ObjectiveConfig) -> Objective:

