@@ -127,30 +127,30 @@ def test_train_page_shows_parameter_count_of_the_preset(home):
 
 def test_changing_the_preset_refills_the_form(home):
     at = _app()
-    assert at.number_input(key="tf_n_embd").value == 64
+    assert at.number_input(key="tf_model_gpt_n_embd").value == 64
     at.selectbox(key="train_preset").set_value("gpt-cpu").run()
     cpu = get_preset("gpt-cpu")
-    assert at.number_input(key="tf_n_layer").value == cpu.model.n_layer == 4
-    assert at.number_input(key="tf_n_embd").value == cpu.model.n_embd == 128
+    assert at.number_input(key="tf_model_gpt_n_layer").value == cpu.model.n_layer == 4
+    assert at.number_input(key="tf_model_gpt_n_embd").value == cpu.model.n_embd == 128
     assert at.number_input(key="tf_max_steps").value == cpu.train.max_steps
 
 
 def test_form_values_survive_a_visit_to_another_page(home):
     at = _app()
     at.selectbox(key="train_preset").set_value("gpt-cpu").run()
-    at.number_input(key="tf_n_layer").set_value(3)
+    at.number_input(key="tf_model_gpt_n_layer").set_value(3)
     at.button(key="check").click().run()
     at.switch_page("app_pages/runs.py").run()
     at.switch_page("app_pages/train.py").run()
     assert at.selectbox(key="train_preset").value == "gpt-cpu"
-    assert at.number_input(key="tf_n_layer").value == 3
-    assert at.number_input(key="tf_n_embd").value == 128
+    assert at.number_input(key="tf_model_gpt_n_layer").value == 3
+    assert at.number_input(key="tf_model_gpt_n_embd").value == 128
 
 
 def test_n_embd_not_divisible_by_n_head_is_an_inline_error_and_starts_nothing(home):
     at = _app()
-    at.number_input(key="tf_n_embd").set_value(65)
-    at.number_input(key="tf_n_head").set_value(4)
+    at.number_input(key="tf_model_gpt_n_embd").set_value(65)
+    at.number_input(key="tf_model_gpt_n_head").set_value(4)
     at.button(key="launch").click().run()
     assert not at.exception
     errors = _texts(at.error)
@@ -235,7 +235,7 @@ def test_uploaded_corpus_is_saved_by_content_hash_and_trains(home):
     at = _app()
     at.radio(key="tf_corpus_source").set_value("Upload a .txt file")
     at.file_uploader(key="tf_upload").set_value(("../../../etc/evil name.txt", text.encode(), "text/plain"))
-    for name, value in {**TINY, "block_size": 32}.items():
+    for name, value in {**TINY, "model_gpt_block_size": 32}.items():
         at.number_input(key=f"tf_{name}").set_value(value)
     at.button(key="check").click().run()
     assert not at.error
@@ -265,7 +265,7 @@ def test_changing_the_preset_keeps_the_corpus_choice_and_the_upload(home):
     at.button(key="check").click().run()  # form values count once submitted
     assert not at.error
     at.selectbox(key="train_preset").set_value("gpt-cpu").run()
-    assert at.number_input(key="tf_n_embd").value == 128  # the model fields follow the preset...
+    assert at.number_input(key="tf_model_gpt_n_embd").value == 128  # the model fields follow the preset...
     assert at.radio(key="tf_corpus_source").value == "Upload a .txt file"  # ...the corpus choice stays
     assert at.text_input(key="tf_run_name").value == "mine"
     at.button(key="check").click().run()

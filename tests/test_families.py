@@ -103,3 +103,4 @@ def test_every_pair_runs_end_to_end(arch: str, objective: str, wb_home) -> None:
     else:
         with pytest.raises(ValueError, match="does not continue text"):
             sample_text(model, tok, "KING", max_new_tokens=10, seed=0)
+

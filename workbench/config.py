@@ -22,6 +22,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import textwrap
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -91,7 +92,7 @@ def _docs_of(cls: type) -> tuple[tuple[str, str], ...]:
         if not dataclasses.is_dataclass(klass) or klass is object:
             continue
         try:
-            tree = ast.parse(inspect.getsource(klass))
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))  # dedent: a class defined in a function
         except (OSError, TypeError):  # defined in a REPL or a test: no source to read
             continue
         body = tree.body[0].body  # type: ignore[attr-defined]

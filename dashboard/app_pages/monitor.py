@@ -15,6 +15,7 @@ import common
 import guard
 from workbench import launcher, plots
 from workbench.config import ConfigError
+from workbench.objectives import OBJECTIVES
 from workbench.runstore import RunInfo, UnknownRunError
 
 POLL_S = 1.0
@@ -179,10 +180,15 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
     if not series:
         st.info("No metrics yet: the first point appears after the first log interval.", icon=":material/hourglass_top:")
     else:
+        objective = OBJECTIVES.get((info.config.get("objective") or {}).get("name", ""))
+        predicts = objective.predicts if objective else "the next token"
         _chart(plots.loss_figure(series, title="Training and validation loss"),
-               "Cross-entropy of the next-token prediction. Train loss is averaged over the last log interval; "
+               f"Cross-entropy of predicting {predicts}. Train loss is averaged over the last log interval; "
                "val loss is measured on held-out text at each evaluation. A widening gap means overfitting.",
                "loss", run_id)
+        if "val/acc" in series:
+            _chart(plots.metric_figure(series, "val/acc", title="Validation accuracy"),
+                   f"How often the most likely token is right, predicting {predicts}.", "acc", run_id)
         left, right = st.columns(2)
         with left:
             _chart(plots.metric_figure(series, "val/ppl", title="Validation perplexity", log_y=True),

@@ -6,12 +6,13 @@ a too-short upload is reported here, not by a failed run), a kept or published t
 cannot be loaded, and this dashboard's launch limits (``workbench.limits.LaunchLimits``). Each
 error shows next to the field it names.
 
-The tokenizer sits above the form, outside it: picking a family shows that family's own
-settings at once (a form would only redraw on submit). Every family keeps its settings in its
-own widgets (``tf_tok_<kind>_<field>``), so switching back and forth loses nothing; a kept
-tokenizer (Tokenizers page) becomes ``{"tokenizer": "saved", "saved_name": NAME}``. The widgets
-and the rules for visitors from another machine are ``tokenizer_form``'s (shared with the
-Tokenizers page).
+The tokenizer and the model family sit above the form, outside it: picking a family shows that
+family's own settings at once (a form would only redraw on submit). Every family keeps its settings
+in its own widgets (``tf_tok_<kind>_<field>``, ``tf_model_<arch>_<field>``), so switching back and
+forth loses nothing; a kept tokenizer (Tokenizers page) becomes ``{"tokenizer": "saved",
+"saved_name": NAME}``. The widgets are ``tokenizer_form``'s (with the rules for visitors from
+another machine, shared with the Tokenizers page) and ``model_form``'s (with the Objective picker,
+which offers only the objectives the model family can serve).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import streamlit as st
 
 import common
 import guard
+import model_form as mf
 import tokenizer_form as tf
 from workbench import launcher
 from workbench.config import ConfigError, RunConfig
 from workbench.overrides import apply_overrides, field_docs
 from workbench.experiment import count_parameters, estimate_vocab_size, preflight
+from workbench.models import FAMILIES
 from workbench.presets import PRESETS, get_preset, preset_description
 from workbench.tokenizers import TOKENIZERS, TokenizerError
 from workbench.tokenizers.library import KeptTokenizer, TokenizerLibrary
@@ -39,9 +42,8 @@ from workbench.uploads import MAX_UPLOAD_BYTES, check_upload, save_upload
 DOCS = field_docs(get_preset("gpt-nano"))
 K = "tf_"  # session-state prefix of the form's widgets
 
-# fields the form edits, in the order they appear; the rest come from the preset
+# data and training fields the form edits (the model's: model_form), in order; the rest come from the preset
 FORM_FIELDS = (
-    "n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_encoding",
     "batch_size", "lr", "max_steps", "eval_interval", "device", "seed",
     "warmup_steps", "eval_chars", "log_interval", "weight_decay", "grad_clip", "val_fraction",
 )
@@ -54,6 +56,7 @@ UPLOAD = "Upload a .txt file"
 KEPT = "kept:"
 TOK = K + "tok_"
 TOK_CHOICE = TOK + "choice"
+ARCH, OBJECTIVE = K + "arch", K + "objective"  # the Model family and Objective pickers
 # fields whose errors show next to them: the tokenizer box's, and every one _field_error draws (it adds them)
 INLINE = {"tokenizer", "saved_name", *(f.name for kind in tf.TRAINABLE for f in tf.family_fields(kind, False))}
 
@@ -78,12 +81,14 @@ def _load_preset_tokenizer(name: str) -> None:
 
 
 def _load_preset() -> None:
-    """Refill the model, tokenizer and training fields from the chosen preset (the preset
-    picker's on_change). The corpus choice, the uploaded file and the run name are the user's: kept."""
-    preset = get_preset(st.session_state["train_preset"]).to_dict()
-    values = {**preset["model"], **preset["data"], **preset["train"]}
+    """Refill the model family, objective, model, tokenizer and training fields from the chosen preset
+    (the preset picker's on_change). The corpus choice, the uploaded file and the run name are the user's: kept."""
+    cfg = get_preset(st.session_state["train_preset"])
+    values = {**cfg.data.to_dict(), **cfg.train.to_dict()}
     for name in FORM_FIELDS:
         st.session_state[K + name] = values[name]
+    mf.load(K, cfg.model)
+    st.session_state.update({ARCH: cfg.model.arch, OBJECTIVE: cfg.objective.name, K + "seq_len": cfg.seq_len or 64})
     _load_preset_tokenizer(st.session_state["train_preset"])
     st.session_state.setdefault(K + "corpus_source", BUILTIN)
 
@@ -95,8 +100,13 @@ def _set_action(action: str) -> None:
 if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = "gpt-nano"
 tf.init_state(TOK)
-if any(K + f not in st.session_state for f in FORM_FIELDS) or TOK_CHOICE not in st.session_state:
+mf.init_state(K)
+if (any(K + f not in st.session_state for f in FORM_FIELDS) or TOK_CHOICE not in st.session_state
+        or st.session_state.get(ARCH) not in FAMILIES):
     _load_preset()  # first visit (or back from another page)
+PRESET_NOW = get_preset(st.session_state["train_preset"])
+st.session_state.setdefault(K + "seq_len", PRESET_NOW.seq_len or 64)  # drawn only for families without a context
+mf.fix_objective(OBJECTIVE, st.session_state[ARCH], PRESET_NOW.objective.name)  # one the family can serve
 
 
 KEPT_NOW: dict[str, KeptTokenizer] = {k.name: k for k in TokenizerLibrary().list()}  # each run: another tab may add one
@@ -155,17 +165,16 @@ def _as_field_error(exc: Exception, cfg: RunConfig | None) -> FieldError:
 
 def _overrides() -> dict:
     ss = st.session_state
-    floats = ("dropout", "lr", "weight_decay", "grad_clip", "val_fraction")  # the other numbers are integers
-    out = {f: ss[K + f] if f in ("pos_encoding", "device") else float(ss[K + f]) if f in floats else int(ss[K + f])
-           for f in FORM_FIELDS}
+    floats = ("lr", "weight_decay", "grad_clip", "val_fraction")  # the other numbers are integers
+    out = {f: ss[K + f] if f == "device" else float(ss[K + f]) if f in floats else int(ss[K + f]) for f in FORM_FIELDS}
+    out.update(mf.overrides(K, ss[ARCH], PRESET_NOW, ss[K + "seq_len"]), objective=ss[OBJECTIVE])
     choice = ss[TOK_CHOICE]
     if choice.startswith(KEPT):
         out.update(tokenizer="saved", saved_name=choice[len(KEPT):])
     else:
         out.update(tokenizer=choice, **tf.settings(TOK, choice, objective_fields=False))
-    preset = get_preset(ss["train_preset"])
     # keep the preset's decay ratio: the schedule ends at lr x (min_lr / lr) of the preset
-    out["min_lr"] = out["lr"] * (preset.train.min_lr / preset.train.lr) if out["lr"] > 0 else 0.0
+    out["min_lr"] = out["lr"] * (PRESET_NOW.train.min_lr / PRESET_NOW.train.lr) if out["lr"] > 0 else 0.0
     out["name"] = (ss.get(K + "run_name") or "").strip()
     return out
 
@@ -267,7 +276,7 @@ if cfg_now is not None:
                 help="char: the distinct characters of the corpus; a kept or published tokenizer: its own size; "
                      "the other families: the vocabulary size asked for (≈: a text may fill less of it)")
     m[2].metric("Tokens per step", f"{cfg_now.train.batch_size * cfg_now.seq_len:,}",
-                help="batch_size x block_size tokens are predicted at every optimizer step")
+                help="batch_size x context tokens are predicted at every optimizer step")
     m[3].metric("Context", f"{cfg_now.seq_len} tokens")
 else:
     m[0].metric("Parameters", "—")
@@ -330,6 +339,8 @@ def _tokenizer_box() -> None:
                 st.caption("No settings: the vocabulary is every character of the training split.")
 
 
+_err = error or err_now  # the pickers' errors show at once, as the tokenizer's
+INLINE.update(mf.pickers(ARCH, OBJECTIVE, DOCS, error=_err and (_err.field, _err.message)))
 _tokenizer_box()
 
 
@@ -345,12 +356,8 @@ with st.form("train_form", border=True):
     c_model, c_data, c_train = st.columns(3, gap="large")
     with c_model:
         st.subheader("Model", divider="gray")
-        _num("Layers (n_layer)", "n_layer", 1, 48, 1)
-        _num("Heads per layer (n_head)", "n_head", 1, 64, 1)
-        _num("Width (n_embd)", "n_embd", 1, 4096, 8)
-        _num("Context length (block_size)", "block_size", 1, 8192, 16, also=("seq_len",))
-        _num("Dropout", "dropout", 0.0, 0.95, 0.05, "%.2f")
-        st.selectbox("Position encoding", ["learned", "sinusoidal"], key=K + "pos_encoding", persist_state="session", help=DOCS["pos_encoding"])
+        INLINE.update(mf.render(K, st.session_state[ARCH], seq_len_key=K + "seq_len", seq_len_doc=DOCS["seq_len"],
+                                error=error and (error.field, error.message)))
 
     with c_data:
         st.subheader("Data", divider="gray")

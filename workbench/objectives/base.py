@@ -118,6 +118,9 @@ class Objective(ABC):
     """Special tokens the tokenizer must have for this objective ([MASK] for MLM, ...)."""
     primary_metric: ClassVar[str] = "loss"
     """The validation metric that picks the 'best' checkpoint (lower is better)."""
+    predicts: ClassVar[str] = "the next token"
+    """What the loss scores, for chart captions: runs of different objectives share bits per
+    character, but 'next token' and 'masked token' are not the same task."""
 
     def __init__(self, config: ObjectiveConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls(name=self.name)

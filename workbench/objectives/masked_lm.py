@@ -157,6 +157,7 @@ class MaskedLM(Objective):
     needs = frozenset({"bidirectional"})
     special_tokens = (PAD, CLS, SEP, MASK)  # [UNK] comes with the tokenizer families that need one
     primary_metric = "loss"
+    predicts = "the masked tokens (each seen with both sides of its context)"
 
     config: MaskedLMConfig
 

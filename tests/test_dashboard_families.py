@@ -1,0 +1,305 @@
+"""The Train page's model section follows the model family, through AppTest (no browser).
+
+The fields come from the family's config dataclass (``dashboard/model_form.py``), so a family
+registered in ``workbench.models.FAMILIES`` (here a made-up recurrent one, registered by the test:
+AppTest runs the page in this interpreter, so the registries it sees are these) gets its own
+fields, its own values and, without a fixed context, a ``seq_len`` field; the Objective picker
+offers only the objectives the family can serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import pytest
+import torch.nn as nn
+
+import test_dashboard
+from test_dashboard import _app, _texts
+import model_form  # noqa: E402  (the dashboard's module: test_dashboard put its folder on sys.path)
+import workbench.models
+import workbench.objectives
+import workbench.presets
+from workbench import launcher
+from workbench.config import ModelConfig, RunConfig, TrainConfig, positive_ints, require
+from workbench.models import Family, LanguageModel, ModelOutput
+from workbench.objectives import CausalLM
+from workbench.overrides import apply_overrides
+from workbench.runstore import RunStore
+
+home = test_dashboard.home  # fixtures: a temporary store; a visitor on this machine (autouse)
+local_visitor = test_dashboard.local_visitor
+
+
+@dataclass
+class ToyConfig(ModelConfig):
+    """A made-up recurrent family: causal, no fixed context (a run sets seq_len)."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"causal"})
+
+    arch: str = "toyrnn"
+    n_layer: int = 1
+    """Recurrent layers."""
+    n_embd: int = 32
+    """Width of the token embeddings."""
+    hidden: int = 48
+    """Size of the recurrent state."""
+    dropout: float = 0  # an int default for a float field: the form must still make it a float
+    """Dropout between layers."""
+    cell: Literal["lstm", "gru"] = "lstm"
+    """Recurrent cell."""
+    tie_weights: bool = False
+    """Share the embedding with the output projection (needs hidden == n_embd)."""
+
+    def __post_init__(self) -> None:
+        positive_ints(self, "n_layer", "n_embd", "hidden")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(not self.tie_weights or self.hidden == self.n_embd, "tie_weights",
+                f"needs hidden == n_embd, got hidden={self.hidden} and n_embd={self.n_embd}")
+
+
+class ToyModel(LanguageModel):
+    def __init__(self, config: ToyConfig) -> None:
+        super().__init__()
+        self.config = config
+        rnn = nn.LSTM if config.cell == "lstm" else nn.GRU
+        self.trunk = nn.ModuleDict({"wte": nn.Embedding(config.vocab_size, config.n_embd),
+                                    "rnn": rnn(config.n_embd, config.hidden, config.n_layer, batch_first=True)})
+        self.lm_head = nn.Linear(config.hidden, config.vocab_size)
+
+    def forward(self, idx, attention_mask=None, output_attentions=False, output_hidden_states=False) -> ModelOutput:
+        hidden, _ = self.trunk["rnn"](self.trunk["wte"](idx))
+        return ModelOutput(logits=self.lm_head(hidden), hidden_states=hidden)
+
+
+def _toy_preset() -> RunConfig:
+    """A made-up recurrent preset."""
+    return RunConfig(model=ToyConfig(n_layer=2, n_embd=40, hidden=56, dropout=0.1),
+                     train=TrainConfig(seq_len=48, max_steps=100, batch_size=8, lr=2e-3, min_lr=2e-4),
+                     preset="toy-nano")
+
+
+class NeedsBidirectional(CausalLM):
+    name = "mlm_like"
+    needs = frozenset({"bidirectional"})
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """The toy family and its preset, and an objective neither GPT nor the toy can serve."""
+    monkeypatch.setitem(workbench.models.FAMILIES, "toyrnn", Family(ToyConfig, ToyModel))
+    monkeypatch.setitem(workbench.presets.PRESETS, "toy-nano", _toy_preset)
+    monkeypatch.setitem(workbench.objectives.OBJECTIVES, "mlm_like", NeedsBidirectional)
+
+
+def _key(arch: str, name: str) -> str:
+    return model_form.key("tf_", arch, name)
+
+
+def _keys(at) -> set[str]:
+    return {w.key for kind in ("number_input", "checkbox", "selectbox") for w in at.get(kind)}
+
+
+def _capture_start(monkeypatch) -> list[RunConfig]:
+    """Start training hands its config here and fails (the page stays, nothing is spawned: a
+    subprocess would not know the toy family)."""
+    seen: list[RunConfig] = []
+
+    def start_run(cfg, *args, **kwargs):
+        seen.append(cfg)
+        raise OSError("captured by the test")
+
+    monkeypatch.setattr(launcher, "start_run", start_run)
+    return seen
+
+
+def test_picking_a_family_preset_shows_that_familys_fields(home, toy):
+    at = _app()
+    assert _key("gpt", "n_head") in _keys(at) and not any(k.startswith("tf_model_toyrnn_") for k in _keys(at))
+    at.selectbox(key="train_preset").set_value("toy-nano").run()
+    assert not at.exception and not at.error, _texts(at.error)
+    keys = _keys(at)
+    assert {_key("toyrnn", n) for n in ("n_layer", "n_embd", "hidden", "dropout", "cell", "tie_weights")} <= keys
+    assert not any(k.startswith("tf_model_gpt_") for k in keys)  # no n_head, no block_size
+    assert at.selectbox(key="tf_arch").value == "toyrnn"
+    assert at.number_input(key=_key("toyrnn", "hidden")).value == 56
+    assert at.number_input(key=_key("toyrnn", "dropout")).value == pytest.approx(0.1)
+    assert at.selectbox(key=_key("toyrnn", "cell")).value == "lstm"
+    assert at.checkbox(key=_key("toyrnn", "tie_weights")).value is False
+    labels = {w.label for w in at.number_input}
+    assert {"Layers (n_layer)", "Width (n_embd)", "Recurrent state width (hidden; 0 = n_embd)", "Context length (seq_len)"} <= labels
+    assert "Context length (block_size)" not in labels and "Heads per layer (n_head)" not in labels
+    assert at.number_input(key="tf_seq_len").value == 48  # no fixed context: the window is asked for
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Context"] == "48 tokens" and metrics["Parameters"] != "—"
+
+
+def test_check_and_start_build_a_config_of_the_family_with_the_fields_types(home, toy, monkeypatch):
+    seen = _capture_start(monkeypatch)
+    at = _app()
+    at.selectbox(key="train_preset").set_value("toy-nano").run()
+    at.number_input(key=_key("toyrnn", "n_layer")).set_value(3)
+    at.number_input(key=_key("toyrnn", "dropout")).set_value(0.25)
+    at.selectbox(key=_key("toyrnn", "cell")).set_value("gru")
+    at.number_input(key="tf_seq_len").set_value(24)
+    at.button(key="check").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert "These settings are valid" in _texts(at.markdown)
+    assert {m.label: m.value for m in at.metric}["Context"] == "24 tokens"
+
+    at.button(key="launch").click().run()
+    assert "captured by the test" in _texts(at.error)
+    (cfg,) = seen
+    assert isinstance(cfg.model, ToyConfig) and cfg.model.arch == "toyrnn"
+    assert cfg.objective.name == "causal_lm" and cfg.train.seq_len == 24 and cfg.seq_len == 24
+    m = cfg.model
+    assert (m.n_layer, m.n_embd, m.hidden, m.dropout, m.cell, m.tie_weights) == (3, 40, 56, 0.25, "gru", False)
+    assert [type(v) for v in (m.n_layer, m.hidden, m.dropout, m.cell, m.tie_weights)] == [int, int, float, str, bool]
+    assert RunStore(home).list_runs() == []
+
+
+def test_a_family_default_converts_to_its_fields_type(toy, monkeypatch):
+    """The toy's dropout default is the int 0: its widget starts at 0.0 (a float number input),
+    and widget values go back as the fields' types (outside a page: session state is a dict)."""
+    state: dict = {}
+    monkeypatch.setattr(model_form.st, "session_state", state)
+    model_form.init_state("p_")
+    assert state["p_model_toyrnn_dropout"] == 0.0 and isinstance(state["p_model_toyrnn_dropout"], float)
+    state["p_model_toyrnn_n_layer"] = 2.0  # a number input may hand back a float
+    out = model_form.overrides("p_", "toyrnn", _toy_preset(), 32)
+    assert out["model.n_layer"] == 2 and type(out["model.n_layer"]) is int
+    assert out["arch"] == "toyrnn" and out["seq_len"] == 32
+    assert "seq_len" not in model_form.overrides("p_", "gpt", workbench.presets.get_preset("gpt-nano"), 32)
+    assert model_form.overrides("p_", "gpt", _toy_preset(), 32)["seq_len"] == 0  # the model's own context
+
+
+def test_switching_preset_and_family_keeps_each_familys_values(home, toy):
+    at = _app()
+    at.number_input(key=_key("gpt", "n_layer")).set_value(3)
+    at.button(key="check").click().run()  # a form's values count once submitted
+    # the family picker: GPT's edited value waits while the toy's fields are shown
+    at.selectbox(key="tf_arch").set_value("toyrnn").run()
+    assert not at.exception and _key("gpt", "n_layer") not in _keys(at)
+    at.number_input(key=_key("toyrnn", "hidden")).set_value(64)
+    at.button(key="check").click().run()
+    at.selectbox(key="tf_arch").set_value("gpt").run()
+    assert at.number_input(key=_key("gpt", "n_layer")).value == 3
+    assert "tf_seq_len" not in _keys(at)  # GPT's context is block_size
+    at.selectbox(key="tf_arch").set_value("toyrnn").run()
+    assert at.number_input(key=_key("toyrnn", "hidden")).value == 64
+
+    # the preset picker: the toy preset's values, then gpt-nano's GPT fields with gpt-nano's values
+    at.selectbox(key="train_preset").set_value("toy-nano").run()
+    assert at.number_input(key=_key("toyrnn", "hidden")).value == 56
+    at.selectbox(key="train_preset").set_value("gpt-nano").run()
+    assert not at.exception
+    assert at.selectbox(key="tf_arch").value == "gpt"
+    gpt = workbench.presets.get_preset("gpt-nano").model
+    for name in ("n_layer", "n_head", "n_embd", "block_size"):
+        assert at.number_input(key=_key("gpt", name)).value == getattr(gpt, name)
+    assert at.selectbox(key=_key("gpt", "pos_encoding")).value == gpt.pos_encoding
+    assert not any(k.startswith("tf_model_toyrnn_") for k in _keys(at)) and "tf_seq_len" not in _keys(at)
+
+
+def test_an_error_on_a_family_field_shows_next_to_it(home, toy):
+    at = _app()
+    at.selectbox(key="train_preset").set_value("toy-nano").run()
+    at.checkbox(key=_key("toyrnn", "tie_weights")).check()
+    at.button(key="check").click().run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert "**tie_weights**" in errors and "needs hidden == n_embd" in errors
+    assert "fix **tie_weights** above" in _texts(at.markdown)  # inline, not at the bottom of the form
+    box = next(c for c in reversed(list(at.columns))  # the innermost column holding the checkbox
+               if any(w.key == _key("toyrnn", "tie_weights") for w in c.checkbox))
+    assert "**tie_weights**" in _texts(box.error)
+    assert not any("**tie_weights**" in _texts(c.error) for c in at.columns
+                   if any(w.key == "tf_batch_size" for w in c.number_input))  # not in the training column
+
+
+def test_a_family_without_context_asks_for_seq_len(home, toy):
+    at = _app()
+    at.selectbox(key="tf_arch").set_value("toyrnn").run()  # from gpt-nano: a window of its context
+    window = at.number_input(key="tf_seq_len")
+    assert window.value == 64 and window.min == 1  # required > 0: the widget cannot go below
+    window.set_value(32)
+    at.button(key="check").click().run()
+    assert not at.error, _texts(at.error)
+    assert {m.label: m.value for m in at.metric}["Context"] == "32 tokens"
+
+
+def test_a_seq_len_error_shows_under_the_familys_context_setting(home, monkeypatch):
+    """GPT's window above its block_size: the error names seq_len and shows under block_size."""
+    def windowed():
+        return apply_overrides(workbench.presets.get_preset("gpt-nano"), {"seq_len": 48, "preset": "gpt-window"})
+
+    monkeypatch.setitem(workbench.presets.PRESETS, "gpt-window", windowed)
+    at = _app()
+    at.selectbox(key="train_preset").set_value("gpt-window").run()
+    at.number_input(key=_key("gpt", "block_size")).set_value(32)
+    at.button(key="check").click().run()
+    assert not at.exception
+    assert "**seq_len**" in _texts(at.error) and "fix **seq_len** above" in _texts(at.markdown)
+    box = next(c for c in reversed(list(at.columns)) if any(w.key == _key("gpt", "block_size") for w in c.number_input))
+    assert "**seq_len**" in _texts(box.error)
+
+
+@dataclass
+class EncoderConfig(ToyConfig):  # at module level: field docs are read from the source, which must parse
+    """A made-up bidirectional family."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"bidirectional"})
+    arch: str = "toyenc"
+
+
+def test_the_objective_picker_offers_only_what_the_family_can_serve(home, toy, monkeypatch):
+    monkeypatch.setitem(workbench.models.FAMILIES, "toyenc", Family(EncoderConfig, ToyModel))
+
+    def offered(arch: str) -> list[str]:  # what the picker must list: every objective the family serves
+        caps = workbench.models.FAMILIES[arch].config_cls.capabilities
+        return [name for name, o in workbench.objectives.OBJECTIVES.items() if o.needs <= caps]
+
+    at = _app()
+    picker = at.selectbox(key="tf_objective")
+    assert picker.options == offered("gpt") and "mlm_like" not in picker.options and picker.value == "causal_lm"
+    assert "mlm_like needs a bidirectional model; gpt is causal" in _texts(at.caption)
+    at.selectbox(key="tf_arch").set_value("toyrnn").run()
+    picker = at.selectbox(key="tf_objective")
+    assert picker.options == offered("toyrnn") and picker.value == "causal_lm"
+    assert "mlm_like needs a bidirectional model; toyrnn is causal" in _texts(at.caption)
+    at.selectbox(key="tf_arch").set_value("toyenc").run()  # causal_lm is not for it: the picker moves
+    assert not at.exception
+    picker = at.selectbox(key="tf_objective")
+    assert picker.options == offered("toyenc") and "mlm_like" in picker.options and "causal_lm" not in picker.options
+    assert picker.value in picker.options
+    assert "causal_lm needs a causal model; toyenc is bidirectional" in _texts(at.caption)
+    at.selectbox(key="tf_arch").set_value("gpt").run()  # and back: the preset's objective again
+    assert at.selectbox(key="tf_objective").value == "causal_lm"
+
+
+@pytest.mark.parametrize("preset", list(workbench.presets.PRESETS))
+def test_every_presets_check_passes(home, preset):
+    """Every registered preset (GPT's, and the other families' as they are added) checks clean."""
+    at = _app()
+    at.selectbox(key="train_preset").set_value(preset).run()
+    at.button(key="check").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert "These settings are valid" in _texts(at.markdown)
+    cfg = workbench.presets.get_preset(preset)
+    assert at.selectbox(key="tf_arch").value == cfg.model.arch
+    assert at.selectbox(key="tf_objective").value == cfg.objective.name
+
+
+def test_monitor_shows_masked_lm_accuracy_and_says_what_is_predicted(home) -> None:
+    import json
+
+    from workbench.pipeline import train
+
+    cfg = apply_overrides(workbench.presets.get_preset("bert-nano"),
+                          {"max_steps": 10, "eval_interval": 5, "eval_chars": 2048, "batch_size": 4, "n_embd": 32})
+    run_id = train(cfg, RunStore(home))
+    at = _app(run=run_id, page="monitor")
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert len(titles) == 6 and "Validation accuracy" in titles  # every run's 5 charts, and the objective's own
+    assert any("masked tokens" in c.value for c in at.caption)
