@@ -16,8 +16,8 @@ from workbench.trainer import Trainer
 TINY_MODEL = {
     "gpt": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
     "bert": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
-    "lstm": {"n_layer": 1, "n_embd": 32, "seq_len": 32},
-    "gru": {"n_layer": 1, "n_embd": 32, "seq_len": 32},
+    "lstm": {"n_layer": 1, "n_embd": 64, "seq_len": 32},
+    "gru": {"n_layer": 1, "n_embd": 64, "seq_len": 32},
 }
 """A few-second setting of every family (a family added without one fails the test below)."""
 
@@ -53,9 +53,9 @@ def test_every_pair_learns_a_fixed_batch(arch: str, objective: str) -> None:
     torch.manual_seed(0)
     exp = build_experiment(tiny(arch, objective))
     batch = exp.objective.make_batch(exp.train_data, 8, exp.config.seq_len, torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(exp.model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(exp.model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(40):
+    for _ in range(100):
         loss = exp.objective.loss(exp.model, batch).loss
         opt.zero_grad()
         loss.backward()

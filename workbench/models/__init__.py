@@ -12,6 +12,7 @@ from ..config import ModelConfig
 from .base import LanguageModel, ModelOutput
 from .bert import BERT, BERTConfig
 from .gpt import GPT, GPTConfig
+from .rnn import GRUConfig, LSTMConfig, RNNLanguageModel
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,11 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
     "bert": Family(BERTConfig, BERT),
+    "lstm": Family(LSTMConfig, RNNLanguageModel),
+    "gru": Family(GRUConfig, RNNLanguageModel),
 }
 
-__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "LanguageModel", "ModelOutput", "build_model"]
+__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "GRUConfig", "LSTMConfig", "RNNLanguageModel", "LanguageModel", "ModelOutput", "build_model"]
 
 
 def build_model(config: ModelConfig) -> LanguageModel:
