@@ -68,7 +68,8 @@ class LaunchLimits:
         tokens = cfg.train.batch_size * cfg.seq_len
         if tokens > self.max_tokens_per_step:
             raise ConfigError("batch_size", f"batch_size x context = {tokens:,} tokens per step; this dashboard "
-                                            f"allows {self.max_tokens_per_step:,}: lower batch_size or block_size")
+                                            f"allows {self.max_tokens_per_step:,}: lower batch_size or "
+                                            f"{cfg.model.context_setting or 'seq_len'}")
         if cfg.train.max_steps > self.max_steps:
             raise ConfigError("max_steps", f"{cfg.train.max_steps:,} steps; this dashboard allows {self.max_steps:,}")
 
