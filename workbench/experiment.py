@@ -99,7 +99,7 @@ def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None, home: P
     objective = build_objective(cfg.objective)
     tokenizer = tokenizer or fit_tokenizer(cfg, train, objective, home)
     seq_len = cfg.seq_len
-    train_tok = tokenize(tokenizer, train)
+    train_tok = tokenize(tokenizer, train, char_lengths=objective.wants_char_lengths)
     passages = tokenize(tokenizer, Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator),
                         char_lengths=True)
     _check_lengths(len(train_tok.stream()), passages.num_tokens, seq_len)
@@ -129,8 +129,9 @@ def preflight(cfg: RunConfig, home: Path | None = None) -> None:
     """Cheap checks before a process is started, so a mistake is reported at once, inline:
     a user file that is missing, empty, not UTF-8 or too large, and a corpus too short for the
     context (exact for the char tokenizer and for small texts, where the tokenizer is trained
-    here; a large text cannot be too short), and a kept or published tokenizer that cannot be
-    loaded or lacks a special token the objective needs."""
+    here; a large text cannot be too short), documents the objective cannot use (one document
+    for next-sentence pairs), and a kept or published tokenizer that cannot be loaded or lacks a
+    special token the objective needs."""
     loaded = None
     if isinstance(cfg.tokenizer, (SavedConfig, PretrainedConfig)):  # loaded, not trained: check it now
         loaded = build_tokenizer(cfg.tokenizer, "", build_objective(cfg.objective).special_tokens, home=home)
@@ -138,6 +139,9 @@ def preflight(cfg: RunConfig, home: Path | None = None) -> None:
         return
     corpus = corpus_from_text(read_text_file(cfg.data.corpus))
     train, val = corpus.split(cfg.data.val_fraction)
+    check_documents = getattr(build_objective(cfg.objective), "check_documents", None)
+    if check_documents is not None:  # e.g. next-sentence pairs need two documents for their negatives
+        check_documents(train.documents)
     passages = Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator)
     if isinstance(cfg.tokenizer, CharConfig):  # one token per character: count without tokenizing
         _check_lengths(len(train), sum(len(p.text) for p in passages.documents), cfg.seq_len)

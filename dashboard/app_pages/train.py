@@ -143,8 +143,10 @@ def _vocab_size(cfg: RunConfig, text: str | None) -> int:
     if kind == "char":
         if text is not None:
             return estimate_vocab_size(cfg, text)
-        d = cfg.to_dict()
-        return _builtin_char_vocab(json.dumps({k: d[k] for k in ("objective", "data", "tokenizer")}, sort_keys=True))
+        d = cfg.to_dict()  # the key: what the vocabulary depends on, and what keeps that config valid
+        key = {"model": {"arch": d["model"]["arch"]}, "train": {"seq_len": d["train"]["seq_len"]},
+               **{k: d[k] for k in ("objective", "data", "tokenizer")}}
+        return _builtin_char_vocab(json.dumps(key, sort_keys=True))
     if kind == "pretrained":
         return _published_vocab_size(json.dumps(cfg.tokenizer.to_dict(), sort_keys=True))
     return estimate_vocab_size(cfg)

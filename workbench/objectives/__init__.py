@@ -10,14 +10,18 @@ from ..config import ObjectiveConfig
 from .base import IGNORE_INDEX, Batch, EvalSet, LossOutput, Objective, TokenizedCorpus, TokenizedDoc
 from .causal_lm import CausalLM, CausalLMConfig
 from .masked_lm import MaskedLM, MaskedLMConfig
+from .nsp import MaskedLMWithNSP, MLMNSPConfig, NextSentencePrediction, NSPConfig
 
 OBJECTIVES: dict[str, type[Objective]] = {
     CausalLM.name: CausalLM,
     MaskedLM.name: MaskedLM,
+    NextSentencePrediction.name: NextSentencePrediction,
+    MaskedLMWithNSP.name: MaskedLMWithNSP,
 }
 
 __all__ = ["IGNORE_INDEX", "Batch", "EvalSet", "LossOutput", "Objective", "TokenizedCorpus", "TokenizedDoc",
-           "CausalLM", "CausalLMConfig", "MaskedLM", "MaskedLMConfig", "OBJECTIVES", "build_objective"]
+           "CausalLM", "CausalLMConfig", "MaskedLM", "MaskedLMConfig", "MaskedLMWithNSP",
+           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "OBJECTIVES", "build_objective"]
 
 
 def build_objective(config: ObjectiveConfig) -> Objective:

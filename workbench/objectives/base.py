@@ -118,6 +118,9 @@ class Objective(ABC):
     """Special tokens the tokenizer must have for this objective ([MASK] for MLM, ...)."""
     primary_metric: ClassVar[str] = "loss"
     """The validation metric that picks the 'best' checkpoint (lower is better)."""
+    wants_char_lengths: ClassVar[bool] = False
+    """Tokenize the training split with each token's characters too (sentence boundaries for
+    next-sentence pairs); evaluation passages always have them."""
     predicts: ClassVar[str] = "the next token"
     """What the loss scores, for chart captions: runs of different objectives share bits per
     character, but 'next token' and 'masked token' are not the same task."""
