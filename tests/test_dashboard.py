@@ -22,6 +22,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from workbench import launcher
+from workbench.config import RunConfig
 from workbench.overrides import apply_overrides
 from workbench.corpora import load_shakespeare
 from workbench.pipeline import attention_snapshots, train
@@ -573,6 +574,19 @@ def test_runs_page_lists_runs_and_compares_their_val_loss(finished):
     assert len(names) == 2 and any("slow-lr" in n for n in names)
     assert all(len(_array(t["x"])) == 4 for t in chart["data"])  # val/loss at steps 0, 10, 20, 30
     assert "train.lr" in list(at.dataframe[1].value.index)  # the setting in which they differ
+
+
+def test_runs_compare_by_tokens_seen(finished):
+    home, newest, _ = finished
+    at = _app(page="runs")
+    by_step = {t["name"]: _array(t["x"]) for t in _charts(at)[0]["data"]}
+    at.toggle(key="cmp_tokens").set_value(True).run()
+    (chart,) = _charts(at)
+    assert chart["layout"]["xaxis"]["title"]["text"] == "tokens seen"
+    cfg = RunConfig.from_dict(RunStore(home).get_run(newest).config)
+    per_step = cfg.train.batch_size * cfg.seq_len  # 4 x 64 here
+    for t in chart["data"]:
+        np.testing.assert_array_equal(_array(t["x"]), by_step[t["name"]] * per_step)
 
 
 def _started_column(table):

@@ -100,14 +100,21 @@ def metric_figure(series: Series, name: str, title: str | None = None, log_y: bo
     return fig
 
 
-def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_points: int | None = MAX_POINTS) -> go.Figure:
-    """The same metric for several runs on one chart (run label -> series); long series downsampled."""
+def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_points: int | None = MAX_POINTS,
+                   tokens_per_step: Mapping[str, int] | None = None) -> go.Figure:
+    """The same metric for several runs on one chart (run label -> series); long series downsampled.
+
+    With ``tokens_per_step`` (run label -> batch_size x context) the x axis is tokens seen, not
+    steps: runs with different batches or contexts then compare on the text they have read.
+    """
     fig = go.Figure()
     for label, series in runs.items():
         if metric in series:
             steps, values = downsample(*series[metric], max_points=max_points)
-            fig.add_trace(go.Scatter(x=steps.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=plain(label)))
-    fig.update_layout(title=f"{metric} by run", xaxis_title="step", yaxis_title=metric, height=380,
+            x = steps * tokens_per_step[label] if tokens_per_step is not None else steps
+            fig.add_trace(go.Scatter(x=x.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=plain(label)))
+    fig.update_layout(title=f"{metric} by run", xaxis_title="tokens seen" if tokens_per_step is not None else "step",
+                      yaxis_title=metric, height=380,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig
 

@@ -13,7 +13,7 @@ import streamlit as st
 import common
 import guard
 from workbench import plots
-from workbench.config import ConfigError, RunConfig, describe_tokenizer
+from workbench.config import SECTION_NAMES, ConfigError, RunConfig, describe_tokenizer
 
 st.title("Runs")
 st.caption("Every run in the store (from this dashboard, the CLI or a notebook), newest first. "
@@ -100,8 +100,12 @@ default = with_metrics[:5]
 c = st.columns([4, 1])
 picked = c[0].multiselect("Runs to compare", list(labels), default=default, format_func=labels.get, key="cmp_runs",
                           help="Defaults to the five newest runs that have a validation loss.")
-metric = c[1].selectbox("Metric", ["val/loss", "train/loss", "val/ppl", "val/bpc", "lr", "tokens_per_s", "grad_norm"],
-                        key="cmp_metric")
+metric = c[1].selectbox("Metric", ["val/loss", "train/loss", "val/ppl", "val/bpc", "val/acc", "lr", "tokens_per_s",
+                                   "grad_norm"], key="cmp_metric",
+                        help="val/bpc (bits per character of the predicted tokens) is the one axis on which runs of "
+                             "different tokenizers and objectives compare; val/acc is masked-token accuracy")
+by_tokens = c[1].toggle("x: tokens seen", key="cmp_tokens",
+                        help="Plot against batch_size x context tokens fed per step, instead of against steps")
 if not picked:
     st.info("Pick one or more runs to draw their curves.", icon=":material/info:")
     st.stop()
@@ -114,17 +118,29 @@ def _one_metric(run_id: str, name: str) -> dict[str, tuple[list[int], list[float
     return {name: ([r[0] for r in rows], [r[2] for r in rows])} if rows else {}
 
 
+def _tokens_per_step(config: dict) -> int:
+    """batch_size x the context a run was trained on (0 when its config cannot be read)."""
+    try:
+        cfg = RunConfig.from_dict(config)
+    except (ConfigError, TypeError):
+        return 0
+    return cfg.train.batch_size * cfg.seq_len
+
+
 series = {labels[i]: _one_metric(i, metric) for i in picked}
-st.plotly_chart(plots.compare_figure(series, metric), key="cmp_chart", config={"displaylogo": False})
-st.caption(f"{metric} against optimizer step, one line per run. Runs with different batch sizes or context lengths "
-           "see different amounts of text per step: compare those by tokens, not steps.")
+per_step = {labels[r.id]: _tokens_per_step(r.config) for r in runs if r.id in picked} if by_tokens else None
+st.plotly_chart(plots.compare_figure(series, metric, tokens_per_step=per_step), key="cmp_chart",
+                config={"displaylogo": False})
+st.caption(f"{metric} against {'tokens seen (batch_size x context per step)' if by_tokens else 'optimizer step'}, one "
+           "line per run. Runs with different batch sizes or context lengths see different amounts of text per step: "
+           "compare those by tokens seen.")
 
 # the settings in which the picked runs differ: the usual first question about two curves
 flat = {}
 for i in picked:
     cfg = next(r.config for r in runs if r.id == i)
     cfg = guard.redact_config(cfg)
-    flat[i] = {f"{sec}.{k}": v for sec in ("model", "objective", "data", "train") for k, v in cfg.get(sec, {}).items()}
+    flat[i] = {f"{sec}.{k}": v for sec in SECTION_NAMES for k, v in cfg.get(sec, {}).items()}
 keys = sorted({k for f in flat.values() for k in f})
 diff = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1]
 if len(picked) > 1:
