@@ -28,10 +28,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig, positive_ints, require
 from .base import LanguageModel, ModelOutput
-from .layers import MLP, LayerNorm, SelfAttention, padding_to_allowed
-
-MAX_BLOCK_SIZE = 8192
-"""Largest position table any preset or user config may ask for (attention is O(T^2) in memory)."""
+from .layers import MAX_BLOCK_SIZE, MLP, LayerNorm, SelfAttention, padding_to_allowed
 
 
 @dataclass

@@ -17,10 +17,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig, positive_ints, require
 from .base import LanguageModel, ModelOutput
-from .layers import Block, LayerNorm, padding_to_allowed, sinusoidal_positions
-
-MAX_BLOCK_SIZE = 8192
-"""Largest context any preset or user config may ask for (attention is O(T^2) in memory)."""
+from .layers import MAX_BLOCK_SIZE, Block, LayerNorm, padding_to_allowed, sinusoidal_positions
 
 
 @dataclass

@@ -13,6 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+MAX_BLOCK_SIZE = 8192
+"""Largest context any preset or user config may ask for (attention is O(T^2) in memory)."""
+
 
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's lacks ``bias=False`` on older versions).
