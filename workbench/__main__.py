@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {train,runs,sample,stop,delete,presets,tokenizers,dashboard}``.
+"""Command line: ``python -m workbench {train,runs,sample,stop,delete,presets,compare,tokenizers,dashboard}``.
 
 Every config field is a flag of ``train``, grouped by section in ``train --help``: the
 qualified form always works (``--model.n-layer 4``, ``--train.lr 3e-4``) and the bare form
@@ -16,11 +16,12 @@ import re
 import sys
 import time
 import typing
+from typing import Any
 from pathlib import Path
 
 from . import cli_tokenizers
 from .config import ConfigError, RunConfig, describe_tokenizer
-from .overrides import SELECTORS, apply_overrides, bare_names, config_fields
+from .overrides import SELECTORS, apply_overrides, bare_names, config_fields, overridden_dict, section_classes
 from .corpora import CorpusError
 from .presets import PRESETS, get_preset
 from .runstore import RunStore, UnknownRunError
@@ -57,31 +58,34 @@ def _selection_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _base_config(sel: argparse.Namespace) -> RunConfig:
+def _base_config(sel: argparse.Namespace) -> dict[str, Any]:
+    """The config (as a dict) whose sections decide ``train``'s flags: the run's (``--resume``),
+    or the preset with the chosen family, objective and tokenizer; not yet valid as a whole
+    (``--arch lstm`` needs the ``--seq-len`` the other flags give)."""
     if sel.resume:
         given = [flag for flag, v in (("--preset", sel.preset), ("--arch", getattr(sel, "model.arch")),
                                       ("--objective", getattr(sel, "objective.name")),
                                       ("--tokenizer", getattr(sel, "tokenizer.kind"))) if v is not None]
         if given:
             raise ValueError(f"{given[0]} cannot be combined with --resume: a run keeps its model, objective and tokenizer")
-        return RunConfig.from_dict(RunStore().get_run(sel.resume).config)
+        return RunConfig.from_dict(RunStore().get_run(sel.resume).config).to_dict()
     cfg = get_preset(sel.preset or "gpt-nano")
-    return apply_overrides(cfg, {"arch": getattr(sel, "model.arch"), "objective": getattr(sel, "objective.name"),
+    return overridden_dict(cfg, {"arch": getattr(sel, "model.arch"), "objective": getattr(sel, "objective.name"),
                                  "tokenizer": getattr(sel, "tokenizer.kind")})
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, cfg: RunConfig) -> list[str]:
+def _add_config_flags(parser: argparse.ArgumentParser, cfg: dict[str, Any]) -> list[str]:
     """One flag per field of ``cfg``'s sections, in one group per section; returns their dests."""
     bare = {q: b for b, q in bare_names(cfg).items()}
+    classes = section_classes(cfg)
     groups: dict[str, argparse._ArgumentGroup] = {}
     dests = []
     for qualified, (section, f) in config_fields(cfg).items():
         if qualified in (".".join(t) for t in SELECTORS.values()):
             continue  # --arch / --objective / --tokenizer, above
-        sec = getattr(cfg, section)
+        sec = classes[section].from_dict(cfg[section])  # each section valid on its own
         if section not in groups:
-            kind = {"model": f" (arch {cfg.model.arch})", "objective": f" ({cfg.objective.name})",
-                    "tokenizer": f" ({cfg.tokenizer.kind})"}.get(section, "")
+            kind = {s: f" ({'arch ' if s == 'model' else ''}{cfg[s][k]})" for s, k in SELECTORS.values()}.get(section, "")
             groups[section] = parser.add_argument_group(f"{section}{kind}", (type(sec).__doc__ or "").strip())
         hint = typing.get_type_hints(type(sec))[f.name]
         names = [f"--{section}.{f.name.replace('_', '-')}"]
@@ -100,7 +104,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cfg: RunConfig) -> list[s
     return dests
 
 
-def _train_parser(sub: argparse._SubParsersAction, cfg: RunConfig) -> tuple[argparse.ArgumentParser, list[str]]:
+def _train_parser(sub: argparse._SubParsersAction, cfg: dict[str, Any]) -> tuple[argparse.ArgumentParser, list[str]]:
     train = sub.add_parser("train", parents=[_selection_parser()], help="train a model (in this terminal)",
                            description="Train a model. Flags override the preset; see the groups below.")
     train.add_argument("--name", default="", help="a name for the run")
@@ -112,7 +116,7 @@ def _train_parser(sub: argparse._SubParsersAction, cfg: RunConfig) -> tuple[argp
 def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, list[str]]:
     """The whole CLI; ``train``'s config flags follow the preset/arch/objective/run in ``argv``."""
     sel, _ = _selection_parser().parse_known_args(argv[1:] if argv and argv[0] == "train" else [])
-    cfg = _base_config(sel) if argv and argv[0] == "train" else get_preset("gpt-nano")
+    cfg = _base_config(sel) if argv and argv[0] == "train" else get_preset("gpt-nano").to_dict()
 
     parser = argparse.ArgumentParser(prog="python -m workbench", description="Train and inspect small language models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +143,24 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     sub.add_parser("presets", help="list the named presets")
+
+    from .compare import SIZES, STANDARD
+
+    cmp = sub.add_parser("compare", help="train n-gram, LSTM, GPT and BERT on one corpus, one time budget each, "
+                                         "and compare their bits per character",
+                         description="Train the standard set (n-gram, LSTM, GPT with causal LM, BERT with masked "
+                                     "LM) one after the other, each until its time budget or its preset's max_steps; "
+                                     "print a table and write a figure of bits per character against wall time and "
+                                     "tokens seen. Each model is an ordinary run in the store.")
+    cmp.add_argument("--corpus", default="shakespeare", help="built-in corpus name or a .txt path (default: shakespeare)")
+    cmp.add_argument("--budget-s", type=float, default=120.0, help="wall-clock seconds per model (default: 120)")
+    cmp.add_argument("--models", default=",".join(STANDARD), help=f"comma-separated subset of {','.join(STANDARD)}")
+    cmp.add_argument("--size", choices=SIZES, default="cpu",
+                     help="which preset of each family: nano (seconds) or cpu (learns visibly in minutes; default)")
+    cmp.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="where to train (default: auto)")
+    cmp.add_argument("--eval-chars", type=int, default=None, help="validation characters scored (default: the preset's)")
+    cmp.add_argument("--out", type=Path, default=None,
+                     help="the figure's path, .html (default: $WORKBENCH_HOME/compare/compare-<time>.html)")
     cli_tokenizers.add_parser(sub)
 
     dash = sub.add_parser("dashboard", help="serve the dashboard (127.0.0.1 unless --host says otherwise)")
@@ -251,6 +273,30 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_figure, compare_table, run_compare, standard_configs, write_figure
+    from .experiment import preflight
+    from .paths import workbench_home
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    overrides = {"device": args.device, "eval_chars": args.eval_chars}
+    configs = standard_configs(args.corpus, args.budget_s, args.size, models,
+                               {k: v for k, v in overrides.items() if v is not None})
+    out = args.out or workbench_home() / "compare" / time.strftime("compare-%Y%m%d-%H%M%S.html")
+    if out.suffix.lower() != ".html":
+        raise ValueError(f"--out: the figure is written as HTML; give a path ending in .html, not {out.name!r}")
+    store = RunStore()
+    for cfg in configs.values():  # refuse a bad corpus or setting before anything trains
+        preflight(cfg, store.home)
+    print(f"training {', '.join(configs)} on {args.corpus!r}, up to {args.budget_s:g} s each", file=sys.stderr)
+    rows = run_compare(configs, store, progress=None)
+    print(compare_table(rows))
+    path = write_figure(compare_figure(rows, title=f"{args.corpus}: bits per character, {args.budget_s:g} s per model"), out)
+    print(f"figure: {path}\nruns: {' '.join(r.run_id for r in rows)} (compare them on the dashboard's Runs page)",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from .serve import serve_dashboard
 
@@ -265,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _cmd_train(args, dests)
         handler = {"runs": _cmd_runs, "sample": _cmd_sample, "stop": _cmd_stop, "delete": _cmd_delete,
-                   "presets": _cmd_presets, "tokenizers": cli_tokenizers.run, "dashboard": _cmd_dashboard}
+                   "presets": _cmd_presets, "compare": _cmd_compare, "tokenizers": cli_tokenizers.run, "dashboard": _cmd_dashboard}
         return handler[args.command](args)
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -129,6 +129,10 @@ class ModelConfig(Section):
         """A short shape summary for tables and pickers, e.g. 'gpt 4L/4H/128 ctx 64'."""
         return self.arch
 
+    def check_seq_len(self, seq_len: int) -> None:
+        """Refuse (``ConfigError`` naming the field) a training window this family cannot use;
+        families with a rule of their own (an n-gram's order) override it."""
+
 
 @dataclass
 class ObjectiveConfig(Section):
@@ -192,6 +196,10 @@ class TrainConfig(Section):
     """SGD momentum (ignored by Adam and AdamW)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables)."""
+    max_time_s: float = 0.0
+    """A wall-clock budget: end the run (evaluating once more) at the first step that ends after
+    this many seconds of training, evaluations included; 0 = no budget, max_steps alone decides.
+    The schedule still runs to max_steps, so a run cut short ends at a higher learning rate."""
     eval_interval: int = 50
     """Evaluate on the validation text every this many steps (and at the last step)."""
     log_interval: int = 10
@@ -220,6 +228,8 @@ class TrainConfig(Section):
         require(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
         require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        require(isinstance(self.max_time_s, (int, float)) and 0 <= self.max_time_s < float("inf"), "max_time_s",
+                f"must be >= 0 seconds (0 = no budget), got {self.max_time_s!r}")
         require(self.device in ("auto", "cpu", "cuda", "mps"), "device", f"unknown {self.device!r}; use auto, cpu, cuda or mps")
         require(self.dtype in ("auto", "float32", "bfloat16"), "dtype", f"unknown {self.dtype!r}")
         require(self.compile in ("auto", "on", "off"), "compile", f"unknown {self.compile!r}; use auto, on or off")
@@ -327,6 +337,7 @@ class RunConfig:
             f"seq_len={self.train.seq_len} is above the model's maximum context {setting}={limit}; "
             f"lower seq_len or raise {setting}",
         )
+        self.model.check_seq_len(self.seq_len)
 
     @property
     def seq_len(self) -> int:

@@ -73,7 +73,7 @@ def sample_text(
     seed: int | None = None,
 ) -> str:
     """Prompt in, prompt + continuation out (decoded)."""
-    device = next(model.parameters()).device
+    device = next(iter([*model.parameters(), *model.buffers()])).device  # an n-gram has buffers (counts) only
     ids = tokenizer.encode(prompt) if prompt else []
     if not ids:
         ids = [tokenizer.encode("\n")[0]] if tokenizer.encode("\n") else [0]

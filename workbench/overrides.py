@@ -114,6 +114,15 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     >>> cfg.model.n_embd, cfg.train.lr
     (96, 0.0003)
     """
+    return RunConfig.from_dict(overridden_dict(cfg, overrides))
+
+
+def overridden_dict(cfg: RunConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`apply_overrides` validates: the config as a dict with the overrides applied.
+
+    The CLI builds its flags from it after a family switch alone (``--arch lstm``), before the
+    other flags (``--seq-len 64``) that make the whole run valid are read.
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
     d = cfg.to_dict()
     for key in ("name", "preset"):
@@ -129,7 +138,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     for name, value in given.items():
         section, key = resolve_name(d, name).split(".", 1)
         d[section][key] = value
-    return RunConfig.from_dict(d)
+    return d
 
 
 def diff_fields(a: RunConfig, b: RunConfig) -> list[str]:

@@ -17,6 +17,7 @@ from .attention import AttentionMaps, capture
 from .config import ConfigError, RunConfig
 from .overrides import apply_overrides, diff_fields
 from .corpora import corpus_fingerprint, load_corpus
+from .counting import CountingTrainer
 from .experiment import build_experiment, preflight
 from .io import atomic_write, remove_stale_temp_files
 from .models import LanguageModel, build_model
@@ -136,7 +137,9 @@ def run_training(
             # the config now has the tokenizer's vocab_size; the corpus's fingerprint guards resumes
             store.update_run(run_id, config=exp.config.to_dict(), corpus_hash=exp.corpus_hash)
             meta = {"config": exp.config.to_dict()}
-            trainer = Trainer(
+            # families fitted by counting (n-grams) read the stream in order instead of descending a gradient
+            trainer_cls = CountingTrainer if "counting" in exp.model.config.capabilities else Trainer
+            trainer = trainer_cls(
                 exp.model, exp.objective, exp.train_data, exp.eval_set, exp.config.train, exp.config.seq_len,
                 callbacks=[*attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, meta), *callbacks],
                 progress=progress,
@@ -146,7 +149,8 @@ def run_training(
             store.update_run(run_id, num_params=exp.model.num_parameters(), device=str(trainer.device))
             status = trainer.fit()
             store.update_run(run_id, status=status, ended_at=time.time(), step=trainer.state.step,
-                             best_val_loss=trainer.state.best_val_loss)
+                             best_val_loss=trainer.state.best_val_loss,
+                             num_params=exp.model.num_parameters())  # a counting model's grow as it counts
             return status
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
@@ -197,7 +201,7 @@ def check_weights_fit(raw_config: dict[str, Any], run_id: str) -> None:
                          f"embeddings; its weights do not fit today's model: train it again")
 
 
-RESUMABLE = ("train.max_steps", "train.eval_interval", "train.log_interval", "train.device", "train.dtype",
+RESUMABLE = ("train.max_steps", "train.max_time_s", "train.eval_interval", "train.log_interval", "train.device", "train.dtype",
              "train.compile", "train.lr", "train.min_lr", "train.warmup_steps", "train.grad_clip")
 """Settings a resume may change: how long, how often to log, where, and the schedule. The rest
 (model, objective, data, batches, seed) would make the checkpoint and the run disagree."""

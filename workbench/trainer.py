@@ -14,9 +14,9 @@ dropout RNG is reseeded the same way, so a run resumed from a checkpoint sees ex
 batches (and losses) it would have seen without the interruption.
 
 Families fitted by counting rather than by gradients (n-gram models) do not use this loop:
-``pipeline.run_training`` will call their fit instead of :meth:`Trainer.fit`, then score them
-with the same :func:`evaluate` on the same :class:`EvalSet` and report through the same
-callbacks (store logger, checkpoints), so they appear wherever a run does.
+``pipeline.run_training`` gives them ``counting.CountingTrainer``, which scores them with the
+same :func:`evaluate` on the same :class:`EvalSet` and reports through the same callbacks
+(store logger, checkpoints), so they appear wherever a run does.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.lr - cfg.min_lr)
+
+
+def out_of_time(t_start: float, cfg: TrainConfig) -> bool:
+    """Has the run used its wall-clock budget (``max_time_s``; 0 = none) since ``t_start``?"""
+    return cfg.max_time_s > 0 and time.perf_counter() - t_start >= cfg.max_time_s
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -267,6 +272,7 @@ class Trainer:
         evaluations, attention snapshots, checkpoints and store writes are left out.
         """
         cfg = self.config
+        t_fit = time.perf_counter()
         self._emit("on_fit_start")
         self._checked_step = self.state.step
         if self.state.step == 0:
@@ -289,8 +295,9 @@ class Trainer:
                 self.state.step = step
                 loss_sum += loss
                 steps_in_window += 1
-                is_log = step % cfg.log_interval == 0 or step == cfg.max_steps
-                is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+                last = step == cfg.max_steps or out_of_time(t_fit, cfg)
+                is_log = step % cfg.log_interval == 0 or last
+                is_eval = step % cfg.eval_interval == 0 or last
                 if is_log:
                     self.check_finite()  # syncs: the window's steps have all run
                     elapsed = time.perf_counter() - t_window
@@ -316,6 +323,8 @@ class Trainer:
                     t_window = time.perf_counter()  # after the callbacks: store writes are not training time
                 if bar is not None:
                     bar.update(1)
+                if last:
+                    break
             else:
                 status = "stopped" if self.control.should_stop and self.state.step < cfg.max_steps else "finished"
             self.check_finite()

@@ -12,6 +12,7 @@ from ..config import ModelConfig
 from .base import LanguageModel, ModelOutput
 from .bert import BERT, BERTConfig
 from .gpt import GPT, GPTConfig
+from .ngram import NGramConfig, NGramLM
 from .rnn import GRUConfig, LSTMConfig, RNNLanguageModel
 
 
@@ -28,9 +29,10 @@ FAMILIES: dict[str, Family] = {
     "bert": Family(BERTConfig, BERT),
     "lstm": Family(LSTMConfig, RNNLanguageModel),
     "gru": Family(GRUConfig, RNNLanguageModel),
+    "ngram": Family(NGramConfig, NGramLM),
 }
 
-__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "GRUConfig", "LSTMConfig", "RNNLanguageModel", "LanguageModel", "ModelOutput", "build_model"]
+__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "GRUConfig", "LSTMConfig", "RNNLanguageModel", "LanguageModel", "ModelOutput", "NGramConfig", "NGramLM", "build_model"]
 
 
 def build_model(config: ModelConfig) -> LanguageModel:
