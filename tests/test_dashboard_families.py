@@ -303,3 +303,93 @@ def test_monitor_shows_masked_lm_accuracy_and_says_what_is_predicted(home) -> No
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert len(titles) == 6 and "Validation accuracy" in titles  # every run's 5 charts, and the objective's own
     assert any("masked tokens" in c.value for c in at.caption)
+
+
+# --- what a batch looks like (Train) and what each curve predicts (Runs) --------------------------
+
+def _batch_panel(at):
+    (panel,) = [e for e in at.expander if e.label == "What a batch looks like"]
+    return panel
+
+
+def _mask_titles(at) -> list[str]:
+    import json
+
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    return [t for t in titles if "attention mask" in t]
+
+
+def test_the_batch_panel_shows_the_chosen_family_and_objectives_batch(home):
+    at = _app()  # gpt-nano: causal LM with characters
+    panel = _batch_panel(at)
+    (table,) = [h.value for h in at.html if 'class="wb-batch"' in h.value]
+    assert ">input<" in table and ">target<" in table and ">masked as<" not in table
+    assert [t.split(":")[0] for t in _mask_titles(at)] == ["Causal attention mask"]
+    assert "the loss scores the next token" in _texts(panel.caption)
+
+    at.selectbox(key="tf_arch").set_value("bert").run()  # the objective picker moves to masked LM
+    assert not at.exception and not at.error, _texts(at.error)
+    assert at.selectbox(key="tf_objective").value == "mlm"
+    (table,) = [h.value for h in at.html if 'class="wb-batch"' in h.value]
+    assert ">masked as<" in table and "[MASK]" in table and "—" in table
+    assert [t.split(":")[0] for t in _mask_titles(at)] == ["Bidirectional attention mask"]
+    assert "masked tokens" in _texts(_batch_panel(at).caption)
+
+    at.selectbox(key="tf_objective").set_value("nsp").run()  # pairs: segments and the pair's label
+    (table,) = [h.value for h in at.html if 'class="wb-batch"' in h.value]
+    assert ">segment<" in table and "Pair label: " in _texts(_batch_panel(at).caption)
+    at.radio(key="tf_batch_row").set_value(1).run()
+    assert not at.exception and len([h for h in at.html if 'class="wb-batch"' in h.value]) == 1
+    before = at.html[0].value
+    at.button(key="tf_batch_redraw").click().run()  # another seed, another batch
+    assert not at.exception and at.html[0].value != before
+
+
+def test_a_corpus_the_objective_cannot_use_is_an_inline_error_in_the_batch_panel(home):
+    at = _app()
+    at.selectbox(key="tf_arch").set_value("bert").run()
+    at.selectbox(key="tf_objective").set_value("nsp").run()
+    at.radio(key="tf_corpus_source").set_value("Upload a .txt file")
+    at.file_uploader(key="tf_upload").set_value(("one.txt", b"One sentence here. And another one. " * 300, "text/plain"))
+    at.button(key="check").click().run()  # Check names the field; the panel points at it
+    assert not at.exception and "**corpus**" in _texts(at.error)
+    assert "Fix **corpus** above" in _texts(_batch_panel(at).caption)
+    at.run()  # the form's error is gone after a rerun: the panel says it itself, inline, no traceback
+    assert not at.exception
+    errors = _texts(_batch_panel(at).error)
+    assert "**corpus**" in errors and "two documents" in errors
+    assert not _mask_titles(at) and not [h for h in at.html if 'class="wb-batch"' in h.value]
+
+
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory) -> tuple:
+    """A store with a tiny causal-LM run and a tiny masked-LM run: (home, gpt run, bert run)."""
+    from workbench.pipeline import train
+
+    home = tmp_path_factory.mktemp("two_tasks")
+    store = RunStore(home)
+    tiny = {"max_steps": 4, "eval_interval": 2, "eval_chars": 2048, "batch_size": 4, "log_interval": 2,
+            "warmup_steps": 1, "n_layer": 1, "n_embd": 32}
+    gpt = train(apply_overrides(workbench.presets.get_preset("gpt-nano"), {**tiny, "name": "causal"}), store)
+    bert = train(apply_overrides(workbench.presets.get_preset("bert-nano"), {**tiny, "name": "masked"}), store)
+    return home, gpt, bert
+
+
+def test_runs_labels_curves_by_what_they_predict_when_the_objectives_differ(two_tasks, monkeypatch):
+    import json
+
+    home, gpt, bert = two_tasks
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    at = _app(page="runs")
+    at.selectbox(key="cmp_metric").set_value("val/bpc").run()
+    assert not at.exception
+    (chart,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    names = sorted(t["name"] for t in chart["data"])
+    assert len(names) == 2
+    assert any("causal" in n and n.endswith("· next token") for n in names)
+    assert any("masked" in n and n.endswith("· masked token") for n in names)
+    assert "not the same task" in _texts(at.caption) and "masked token vs next token" in _texts(at.caption)
+
+    at.multiselect(key="cmp_runs").set_value([gpt]).run()  # one task: plain labels, no warning
+    (chart,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert not chart["data"][0]["name"].endswith("token") and "not the same task" not in _texts(at.caption)

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .config import RunConfig, describe_tokenizer
-from .objectives import OBJECTIVES
+from .objectives.base import predicts_label
 from .overrides import apply_overrides
 from .presets import get_preset
 from .runstore import RunStore
@@ -33,20 +33,6 @@ STANDARD = ("ngram", "lstm", "gpt", "bert")
 """The standard set, each the family's preset of the chosen size (``<family>-nano`` / ``-cpu``)."""
 
 SIZES = ("nano", "cpu")
-
-SHORT_PREDICTS = {"causal_lm": "next token", "mlm": "masked token", "nsp": "next sentence",
-                  "mlm+nsp": "masked token + next sentence"}
-"""What each objective predicts, in two words for tables and legends."""
-
-
-def predicts_short(objective: str) -> str:
-    """Two words on what an objective's loss scores ("next token", "masked token").
-
-    >>> predicts_short("causal_lm"), predicts_short("mlm")
-    ('next token', 'masked token')
-    """
-    return SHORT_PREDICTS.get(objective) or OBJECTIVES[objective].predicts
-
 
 def standard_configs(corpus: str = "shakespeare", budget_s: float = 120.0, size: str = "cpu",
                      models: Sequence[str] = STANDARD, overrides: Mapping[str, Any] | None = None) -> dict[str, RunConfig]:
@@ -91,7 +77,7 @@ class CompareRow:
 
     @property
     def predicts(self) -> str:
-        return predicts_short(self.objective)
+        return predicts_label(self.objective)
 
     @property
     def tokens_seen(self) -> int:

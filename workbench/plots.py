@@ -101,18 +101,27 @@ def metric_figure(series: Series, name: str, title: str | None = None, log_y: bo
 
 
 def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_points: int | None = MAX_POINTS,
-                   tokens_per_step: Mapping[str, int] | None = None) -> go.Figure:
+                   tokens_per_step: Mapping[str, int] | None = None,
+                   predicts: Mapping[str, str] | None = None) -> go.Figure:
     """The same metric for several runs on one chart (run label -> series); long series downsampled.
 
     With ``tokens_per_step`` (run label -> batch_size x context) the x axis is tokens seen, not
     steps: runs with different batches or contexts then compare on the text they have read.
+    With ``predicts`` (run label -> what its objective predicts, e.g. "next token") each legend
+    says it, "<run> · next token": curves of different tasks must not read as the same task.
+
+    >>> fig = compare_figure({"a": {"val/bpc": ([0, 1], [2.0, 1.5])}, "b": {"val/bpc": ([0, 1], [2.1, 1.2])}},
+    ...                      "val/bpc", predicts={"a": "next token", "b": "masked token"})
+    >>> [t.name for t in fig.data]
+    ['a · next token', 'b · masked token']
     """
     fig = go.Figure()
     for label, series in runs.items():
         if metric in series:
             steps, values = downsample(*series[metric], max_points=max_points)
             x = steps * tokens_per_step[label] if tokens_per_step is not None else steps
-            fig.add_trace(go.Scatter(x=x.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=plain(label)))
+            name = f"{label} · {predicts[label]}" if predicts and label in predicts else label
+            fig.add_trace(go.Scatter(x=x.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=plain(name)))
     fig.update_layout(title=f"{metric} by run", xaxis_title="tokens seen" if tokens_per_step is not None else "step",
                       yaxis_title=metric, height=380,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40})

@@ -14,6 +14,7 @@ import common
 import guard
 from workbench import plots
 from workbench.config import SECTION_NAMES, ConfigError, RunConfig, describe_tokenizer
+from workbench.objectives.base import predicts_label
 
 st.title("Runs")
 st.caption("Every run in the store (from this dashboard, the CLI or a notebook), newest first. "
@@ -127,13 +128,27 @@ def _tokens_per_step(config: dict) -> int:
     return cfg.train.batch_size * cfg.seq_len
 
 
+def _objective(config: dict) -> str:
+    """The objective a run trained (configs from before objectives were chosen: causal LM)."""
+    section = config.get("objective")
+    return str(section.get("name", "causal_lm")) if isinstance(section, dict) else "causal_lm"
+
+
 series = {labels[i]: _one_metric(i, metric) for i in picked}
 per_step = {labels[r.id]: _tokens_per_step(r.config) for r in runs if r.id in picked} if by_tokens else None
-st.plotly_chart(plots.compare_figure(series, metric, tokens_per_step=per_step), key="cmp_chart",
-                config={"displaylogo": False})
+# runs of different objectives: each curve says what it predicts (a next token is not a masked token)
+tasks = {labels[r.id]: predicts_label(_objective(r.config)) for r in runs if r.id in picked}
+mixed = len(set(tasks.values())) > 1
+st.plotly_chart(plots.compare_figure(series, metric, tokens_per_step=per_step, predicts=tasks if mixed else None),
+                key="cmp_chart", config={"displaylogo": False})
 st.caption(f"{metric} against {'tokens seen (batch_size x context per step)' if by_tokens else 'optimizer step'}, one "
            "line per run. Runs with different batch sizes or context lengths see different amounts of text per step: "
            "compare those by tokens seen.")
+if mixed:
+    st.caption(f"These runs predict different things ({guard.md(' vs '.join(sorted(set(tasks.values()))))}), as each "
+               "curve's label says: not the same task. Bits per character (val/bpc) puts them on one axis, but a "
+               "masked token is guessed from the text on both sides of it and a next token from the text before it "
+               "alone: a lower curve is not a better model of the same thing.")
 
 # the settings in which the picked runs differ: the usual first question about two curves
 flat = {}

@@ -21,6 +21,13 @@ from ..corpora import Document
 IGNORE_INDEX = -100
 """Label value the loss skips (padding, unmasked positions), as in Hugging Face."""
 
+IGNORED = "—"
+"""How :meth:`Objective.describe_batch` shows the target of a position the loss ignores."""
+
+PREDICTS_SHORT = {"mlm": "masked token", "nsp": "next sentence", "mlm+nsp": "masked token + next sentence"}
+"""Legend labels of the objectives whose modules do not set :attr:`Objective.predicts_short`
+themselves (:func:`predicts_label` reads the class's own first)."""
+
 
 @dataclass
 class TokenizedDoc:
@@ -124,6 +131,8 @@ class Objective(ABC):
     predicts: ClassVar[str] = "the next token"
     """What the loss scores, for chart captions: runs of different objectives share bits per
     character, but 'next token' and 'masked token' are not the same task."""
+    predicts_short: ClassVar[str] = "next token"
+    """``predicts`` in a few words, for chart legends (see :func:`predicts_label`)."""
 
     def __init__(self, config: ObjectiveConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls(name=self.name)
@@ -146,3 +155,67 @@ class Objective(ABC):
     @abstractmethod
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
         """Named metrics (``loss``, ``ppl``, ``bpc``, ``acc``...) from the summed ``LossOutput.sums``."""
+
+    # -- what a batch looks like (the notebook's and the dashboard's batch view) --
+
+    def describe_batch(self, batch: Batch, tokenizer: Any = None, row: int = 0) -> list[dict[str, Any]]:
+        """One dict per position of row ``row``: ``position``, ``input`` (the token fed in),
+        ``target`` (the token the loss scores there, or "—" where the label is ``IGNORE_INDEX``),
+        ``segment`` (0 = A, 1 = B) and ``attention`` (1 = a real token, 0 = padding). Tokens are
+        shown with the tokenizer's ``display_token`` (ids without one). Objectives that change the
+        inputs (masking) override it to say how each position was made.
+
+        >>> from workbench.objectives import CausalLM
+        >>> b = Batch(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([[6, 7, -100]]))
+        >>> [(p["input"], p["target"], p["segment"], p["attention"]) for p in CausalLM().describe_batch(b)]
+        [('5', '6', 0, 1), ('6', '7', 0, 1), ('7', '—', 0, 1)]
+        """
+        show = getattr(tokenizer, "display_token", None) or str
+        ids = batch.input_ids[row].tolist()
+        labels = batch.labels[row].tolist()
+        n = len(ids)
+        segments = batch.token_type_ids[row].tolist() if batch.token_type_ids is not None else [0] * n
+        attention = batch.attention_mask[row].tolist() if batch.attention_mask is not None else [1] * n
+        return [{"position": pos, "input": show(i), "target": IGNORED if y == IGNORE_INDEX else show(y),
+                 "segment": seg, "attention": att}
+                for pos, (i, y, seg, att) in enumerate(zip(ids, labels, segments, attention))]
+
+    def attention_mask_matrix(self, batch: Batch, row: int = 0) -> torch.Tensor:
+        """The (T, T) bool matrix of which keys each query of row ``row`` may attend to: causal
+        (lower-triangular) when the objective needs a causal model, bidirectional otherwise;
+        padding keys hidden either way (see :func:`attention_mask_matrix`)."""
+        return attention_mask_matrix(batch, row, causal="causal" in self.needs)
+
+
+def attention_mask_matrix(batch: Batch, row: int = 0, causal: bool = False) -> torch.Tensor:
+    """(T, T) bool: entry (i, j) is True when query ``i`` may attend to key ``j``. Causal: only
+    ``j <= i``; bidirectional: every ``j``. Keys that are padding (``attention_mask`` 0) are
+    hidden in both; a padding query still attends (its output is never scored).
+
+    >>> b = Batch(input_ids=torch.zeros(1, 3, dtype=torch.long), labels=torch.zeros(1, 3, dtype=torch.long),
+    ...           attention_mask=torch.tensor([[1, 1, 0]]))
+    >>> attention_mask_matrix(b).int().tolist(), attention_mask_matrix(b, causal=True).int().tolist()
+    ([[1, 1, 0], [1, 1, 0], [1, 1, 0]], [[1, 0, 0], [1, 1, 0], [1, 1, 0]])
+    """
+    T = batch.input_ids.size(1)
+    keys = batch.attention_mask[row].bool() if batch.attention_mask is not None else torch.ones(T, dtype=torch.bool)
+    allowed = keys[None, :].expand(T, T)
+    return allowed & torch.ones(T, T, dtype=torch.bool).tril() if causal else allowed.clone()
+
+
+def predicts_label(objective: str) -> str:
+    """What an objective (by registry name) predicts, in a few words, for chart legends: runs of
+    different objectives may share bits per character, but not their task. An unknown name (a
+    hand-edited config) is returned as it is.
+
+    >>> predicts_label("causal_lm"), predicts_label("mlm"), predicts_label("nsp"), predicts_label("mine")
+    ('next token', 'masked token', 'next sentence', 'mine')
+    """
+    from . import OBJECTIVES  # here, not at the top: the registry imports this module
+
+    cls = OBJECTIVES.get(objective)
+    if cls is None:
+        return objective
+    if "predicts_short" in vars(cls):  # the class says it itself (not inherited: mlm+nsp is not nsp)
+        return cls.predicts_short
+    return PREDICTS_SHORT.get(objective, cls.predicts_short)
