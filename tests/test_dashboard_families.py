@@ -305,6 +305,21 @@ def test_monitor_shows_masked_lm_accuracy_and_says_what_is_predicted(home) -> No
     assert any("masked tokens" in c.value for c in at.caption)
 
 
+def test_monitor_of_an_ngram_run_shows_bits_per_character_not_an_optimizer(home) -> None:
+    import json
+
+    from workbench.pipeline import train
+
+    cfg = apply_overrides(workbench.presets.get_preset("ngram-nano"), {"max_steps": 20, "eval_chars": 2048})
+    run_id = train(cfg, RunStore(home))
+    at = _app(run=run_id, page="monitor")
+    assert not at.exception and not at.error
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Validation bits per character" in titles
+    assert "Learning rate" not in titles and "Gradient norm" not in titles
+    assert "fitted by counting" in _texts(at.caption)
+
+
 # --- what a batch looks like (Train) and what each curve predicts (Runs) --------------------------
 
 def _batch_panel(at):

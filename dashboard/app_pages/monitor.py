@@ -15,6 +15,7 @@ import common
 import guard
 from workbench import launcher, plots
 from workbench.config import ConfigError
+from workbench.models import FAMILIES
 from workbench.objectives import OBJECTIVES
 from workbench.runstore import RunInfo, UnknownRunError
 
@@ -182,10 +183,14 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
     else:
         objective = OBJECTIVES.get((info.config.get("objective") or {}).get("name", ""))
         predicts = objective.predicts if objective else "the next token"
+        arch = (info.config.get("model") or {}).get("arch", "")
+        counting = arch in FAMILIES and "counting" in FAMILIES[arch].config_cls.capabilities
+        train_note = ("Train loss is on windows of the text counted so far: the model has seen them, so the gap "
+                      "is how much it memorises." if counting else
+                      "Train loss is averaged over the last log interval; val loss is measured on held-out text at "
+                      "each evaluation. A widening gap means overfitting.")
         _chart(plots.loss_figure(series, title="Training and validation loss"),
-               f"Cross-entropy of predicting {predicts}. Train loss is averaged over the last log interval; "
-               "val loss is measured on held-out text at each evaluation. A widening gap means overfitting.",
-               "loss", run_id)
+               f"Cross-entropy of predicting {predicts}. {train_note}", "loss", run_id)
         if "val/acc" in series:
             _chart(plots.metric_figure(series, "val/acc", title="Validation accuracy"),
                    f"How often the most likely token is right, predicting {predicts}.", "acc", run_id)
@@ -195,12 +200,19 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
                    "exp(val loss): roughly how many tokens the model is still choosing between at each position.",
                    "ppl", run_id)
             _chart(plots.metric_figure(series, "tokens_per_s", title="Throughput (tokens / s)"),
+                   "Tokens counted per second of fitting (each evaluation counts everything read so far again)."
+                   if counting else
                    "Training tokens processed per second (evaluation, snapshots and checkpoints excluded).", "tps", run_id)
         with right:
-            _chart(plots.metric_figure(series, "lr", title="Learning rate"),
-                   "The schedule: linear warm-up, then cosine decay to the minimum learning rate.", "lr", run_id)
-            _chart(plots.metric_figure(series, "grad_norm", title="Gradient norm"),
-                   "Global gradient norm before clipping; spikes often go with loss spikes.", "gnorm", run_id)
+            if counting:  # no optimizer: the shared axis instead of the schedule and the gradients
+                _chart(plots.metric_figure(series, "val/bpc", title="Validation bits per character"),
+                       f"A {guard.md(arch)} model is fitted by counting: it has no learning rate and no gradients. "
+                       "Bits per character of the predicted tokens is the axis every family shares.", "bpc", run_id)
+            else:
+                _chart(plots.metric_figure(series, "lr", title="Learning rate"),
+                       "The schedule: linear warm-up, then cosine decay to the minimum learning rate.", "lr", run_id)
+                _chart(plots.metric_figure(series, "grad_norm", title="Gradient norm"),
+                       "Global gradient norm before clipping; spikes often go with loss spikes.", "gnorm", run_id)
         longest = max(len(s) for s, _ in series.values())
         if longest > plots.MAX_POINTS:
             st.caption(f"Long curves are drawn with at most {plots.MAX_POINTS} points each (every stretch's lowest "

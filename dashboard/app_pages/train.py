@@ -20,7 +20,6 @@ Under the form, **What a batch looks like** shows one training batch of the curr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -28,11 +27,12 @@ from pathlib import Path
 
 import streamlit as st
 
+import batch_panel
 import common
 import guard
 import model_form as mf
 import tokenizer_form as tf
-from workbench import batch_view, launcher
+from workbench import launcher
 from workbench.config import ConfigError, RunConfig
 from workbench.overrides import apply_overrides, field_docs
 from workbench.experiment import count_parameters, estimate_vocab_size, preflight
@@ -413,51 +413,11 @@ with st.form("train_form", border=True):
         bar.markdown(":green[:material/check_circle: These settings are valid.]")
 
 
-# --- what a batch looks like --------------------------------------------------------------------------
+# --- what a batch looks like ------------------------------------------------------------------------
 
-@st.cache_data(show_spinner="Drawing a batch…", max_entries=32)
-def _batch_preview(cfg_json: str, corpus_key: str, seed: int, _text: str | None) -> dict:
-    """``batch_view.example_batch`` rendered (tables, mask figures, captions): keyed by the config,
-    the corpus (an upload's hash, a kept tokenizer's creation time) and the seed; ``_text`` (an
-    upload's text, not hashed: ``corpus_key`` stands for it) replaces the built-in corpus."""
-    ex = batch_view.example_batch(RunConfig.from_dict(json.loads(cfg_json)), seed=seed, text=_text)
-    return {"tables": [batch_view.batch_table_html(d) for d in ex.descriptions], "pairs": ex.pairs,
-            "figures": [batch_view.mask_figure(m, ex.tokens(r), ex.causal) for r, m in enumerate(ex.matrices)],
-            "predicts": ex.predicts, "chars": ex.preview_chars}
-
-
-def _next_batch() -> None:
-    st.session_state[K + "batch_seed"] = st.session_state.get(K + "batch_seed", 0) + 1
-
-
-with st.expander("What a batch looks like", icon=":material/table_view:"):
-    if cfg_now is None:
-        st.caption(f"Fix **{guard.md(err_now.field)}** above to see a batch of these settings.")
-    else:
-        upload = st.session_state.get(K + "upload") if st.session_state[K + "corpus_source"] == UPLOAD else None
-        text = check_upload(upload.getvalue()) if upload is not None else None  # already checked by _build
-        kept = KEPT_NOW.get(getattr(cfg_now.tokenizer, "saved_name", ""))
-        key = hashlib.sha256(upload.getvalue()).hexdigest() if upload is not None else cfg_now.data.corpus
-        seed = st.session_state.get(K + "batch_seed", 0)
-        try:
-            view = _batch_preview(cfg_now.to_json(), f"{key}|{kept.created if kept else ''}", seed, text)
-        except (ValueError, OSError) as exc:  # ConfigError, CorpusError, TokenizerError: what the run would say
-            bad = _as_field_error(exc, cfg_now)
-            tf.show_error(bad.field, bad.message)
-        else:
-            fit = ("used as it is" if cfg_now.tokenizer.kind in ("saved", "pretrained") else
-                   "fit on that slice here (a run fits it on the whole split)")
-            seen = ("" if "attention" in cfg_now.model.capabilities else
-                    f" {guard.md(cfg_now.model.arch)} has no attention: the mask shows the most each position may read.")
-            st.caption(
-                f"One training batch of **{guard.md(cfg_now.objective.name)}** on {guard.md(cfg_now.model.arch)} "
-                f"with the {guard.md(cfg_now.tokenizer.kind)} tokenizer: the loss scores {guard.md(view['predicts'])}. "
-                f"Drawn as training draws it, from the first {view['chars']:,} characters of the training split; the "
-                f"tokenizer is {fit}. Targets shown as — are ignored by the loss.{seen}")
-            c = st.columns([1, 4], vertical_alignment="center")
-            row = c[0].radio("Row", list(range(len(view["tables"]))), horizontal=True, key=K + "batch_row")
-            c[1].button("Draw another batch", key=K + "batch_redraw", icon=":material/casino:", on_click=_next_batch)
-            if view["pairs"]:
-                st.caption(f"Pair label: {guard.md(view['pairs'][row])}. Segment A is shaded blue, B violet.")
-            st.html(view["tables"][row])
-            st.plotly_chart(view["figures"][row], key="batch_mask", config={"displaylogo": False})
+upload = st.session_state.get(K + "upload") if st.session_state[K + "corpus_source"] == UPLOAD else None
+upload_bytes = upload.getvalue() if upload is not None and cfg_now is not None else None
+batch_panel.show(cfg_now, err_now, upload_bytes,
+                 check_upload(upload_bytes) if upload_bytes is not None else None,  # already checked by _build
+                 KEPT_NOW.get(getattr(cfg_now.tokenizer, "saved_name", "")) if cfg_now is not None else None,
+                 lambda exc: _as_field_error(exc, cfg_now), key_prefix=K)
