@@ -245,6 +245,22 @@ def test_a_seq_len_error_shows_under_the_familys_context_setting(home, monkeypat
     assert "**seq_len**" in _texts(box.error)
 
 
+def test_an_ngram_order_longer_than_the_window_is_an_inline_error_and_starts_nothing(home):
+    at = _app()
+    at.selectbox(key="tf_arch").set_value("ngram").run()
+    at.number_input(key="tf_seq_len").set_value(4)
+    at.number_input(key=_key("ngram", "n")).set_value(8)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert "n=8 conditions on 7 tokens" in _texts(at.error) and "fix **n** above" in _texts(at.markdown)
+    assert RunStore(home).list_runs() == []
+    # counting has no optimizer: its settings are greyed out, the rest stays editable
+    assert at.number_input(key="tf_lr").disabled and at.number_input(key="tf_grad_clip").disabled
+    assert not at.number_input(key="tf_batch_size").disabled and "fitted by counting" in _texts(at.caption)
+    at.selectbox(key="tf_arch").set_value("gpt").run()
+    assert not at.number_input(key="tf_lr").disabled
+
+
 @dataclass
 class EncoderConfig(ToyConfig):  # at module level: field docs are read from the source, which must parse
     """A made-up bidirectional family."""

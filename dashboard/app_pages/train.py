@@ -351,12 +351,16 @@ _tokenizer_box()
 
 
 def _num(label: str, name: str, low: float, high: float, step: float, fmt: str | None = None, doc: str = "",
-         also: tuple[str, ...] = ()) -> None:
-    """A number field of the form, with the errors about it (and about ``also``) under it."""
-    st.number_input(label, low, high, step=step, format=fmt, key=K + name, persist_state="session", help=DOCS[name] + doc)
+         also: tuple[str, ...] = (), optimizer: bool = False) -> None:
+    """A number field of the form, with the errors about it (and about ``also``) under it; an
+    ``optimizer`` setting is greyed out for families fitted by counting, which have none."""
+    st.number_input(label, low, high, step=step, format=fmt, key=K + name, persist_state="session", help=DOCS[name] + doc,
+                    disabled=optimizer and COUNTING)
     for field in (name, *also):
         _field_error(field)
 
+
+COUNTING = "counting" in FAMILIES[st.session_state[ARCH]].config_cls.capabilities  # n-grams: no optimizer
 
 with st.form("train_form", border=True):
     c_model, c_data, c_train = st.columns(3, gap="large")
@@ -381,9 +385,13 @@ with st.form("train_form", border=True):
 
     with c_train:
         st.subheader("Training", divider="gray")
+        if COUNTING:
+            st.caption(f"{guard.md(st.session_state[ARCH])} is fitted by counting: no optimizer, so no learning rate, "
+                       "warm-up, weight decay or clipping. Each step reads the next batch_size × seq_len tokens of the "
+                       "training split, in order, at most once.")
         _num("Batch size", "batch_size", 1, 4096, 1)
         _num("Learning rate (peak)", "lr", 0.0, 1.0, 1e-4, "%.5f", " Decays (cosine) to a tenth of it, as in the preset.",
-             also=("min_lr",))
+             also=("min_lr",), optimizer=True)
         _num("Steps (max_steps)", "max_steps", 1, 1_000_000, 50)
         _num("Evaluate every (eval_interval)", "eval_interval", 1, 100_000, 10,
              doc=" Attention snapshots are taken at each evaluation.")
@@ -398,7 +406,7 @@ with st.form("train_form", border=True):
                                  ("Weight decay", "weight_decay", 0.0, 10.0, 0.01, "%.3f"),
                                  ("Gradient clip", "grad_clip", 0.0, 100.0, 0.1, "%.2f"))):
             with col:
-                _num(*args)
+                _num(*args, optimizer=args[1] in ("warmup_steps", "weight_decay", "grad_clip"))
 
     bar = st.container(horizontal=True, vertical_alignment="center")
     bar.form_submit_button("Check", key="check", icon=":material/fact_check:", on_click=_set_action, args=("check",),
