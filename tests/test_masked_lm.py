@@ -1,10 +1,13 @@
 """Masked LM: masking statistics (against the configured rates and against Hugging Face's
-``DataCollatorForLanguageModeling``), BERT's layout of the evaluation windows, the loss and
+``DataCollatorForLanguageModeling``), BERT's layout of the evaluation windows, whole-word masking
+(word boundaries for every tokenizer family, whole words only, a whole run), the loss and
 metrics on hand-computed cases, bad settings, and a tiny encoder that learns."""
 
 from __future__ import annotations
 
 import math
+import random
+import re
 
 import pytest
 import torch
@@ -16,9 +19,10 @@ from workbench.experiment import tokenize
 from workbench.models import ModelOutput
 from workbench.objectives import IGNORE_INDEX, Batch, EvalSet, TokenizedCorpus, TokenizedDoc
 from workbench.objectives.masked_lm import (
-    MLMVocab, MaskedLM, MaskedLMConfig, attention_matrix, describe_batch, mask_tokens,
+    MLMVocab, MaskedLM, MaskedLMConfig, WordStream, attention_matrix, describe_batch, mask_tokens,
 )
-from workbench.tokenizers import BPEConfig, BPETokenizer, CharTokenizer
+from workbench.objectives.words import word_starts
+from workbench.tokenizers import BPEConfig, BPETokenizer, CharTokenizer, train_tokenizer
 from workbench.trainer import evaluate
 
 SPECIALS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
@@ -288,6 +292,180 @@ def test_describe_batch_and_attention_matrix(bpe_passages) -> None:
     assert [p["made"] for p in by_id] == [p["made"] for p in view] and by_id[0]["input"] == str(tok.special_id("[CLS]"))
     m = attention_matrix(b, row)
     assert m.shape == (24, 24) and torch.equal(m[5], b.attention_mask[row].bool())
+
+
+# --- whole-word masking ---------------------------------------------------------------------------
+
+WORD = re.compile(r"[\w'’]+")
+"""A word as these tests read text: a run of letters, digits, _ and apostrophes."""
+
+
+def _token_words(text: str, lengths: list[int]) -> list[set[int]]:
+    """Which words of ``text`` each token's characters touch (none: a space, punctuation)."""
+    word_of = [-1] * len(text)
+    for k, m in enumerate(WORD.finditer(text)):
+        word_of[m.start() : m.end()] = [k] * (m.end() - m.start())
+    out, at = [], 0
+    for n in lengths:
+        out.append({word_of[c] for c in range(at, at + n)} - {-1})
+        at += n
+    return out
+
+
+def _read_words(batch: Batch, tok) -> list[list[tuple[bool, bool]]]:
+    """Every word of every row, read back from the batch as text, as ``(selected, made [MASK])``
+    per token: the tokens whose text touches one run of word characters form a word (the part a
+    window's edge cuts off counts as one), every other token is a word of its own. Special tokens
+    are not words (and must never be selected: checked here)."""
+    selected = batch.labels != IGNORE_INDEX
+    original = torch.where(selected, batch.labels, batch.input_ids)
+    special = {tok.special_id(t) for t in tok.special_tokens}
+    is_mask = batch.input_ids == tok.special_id("[MASK]")
+    words: list[list[tuple[bool, bool]]] = []
+    for row, sel, masked in zip(original.tolist(), selected.tolist(), is_mask.tolist()):
+        texts = ["" if t in special else tok.decode([t]) for t in row]
+        touched = _token_words("".join(texts), [len(x) for x in texts])
+        previous: set[int] = set()
+        for t, s, m, w in zip(row, sel, masked, touched):
+            if t in special:
+                assert not s, "a special token was selected"
+                previous = set()
+                continue
+            if w & previous:
+                words[-1].append((s, m))
+            else:
+                words.append([(s, m)])
+            previous = w
+    return words
+
+
+@pytest.mark.parametrize("kind, vocab_size", [("char", None), ("word", 80), ("bpe", 300), ("teaching-bpe", 300),
+                                              ("wordpiece", 300), ("unigram", 200)])
+def test_word_starts_cut_the_text_into_its_words_for_every_tokenizer_family(kind: str, vocab_size) -> None:
+    tok = train_tokenizer(kind, TEXT, vocab_size, special_tokens=MaskedLM.special_tokens)
+    text = "From fairest creatures, beauty's rose--might never die! His tender heir_2 bears 42 memories."
+    ((ids, lengths),) = tok.encode_with_lengths([text])
+    groups: list[str] = []  # the text of each word: a new one where a token starts one
+    at = 0
+    for n, start in zip(lengths, word_starts(text, lengths).tolist()):
+        if start:
+            groups.append("")
+        groups[-1] += text[at : at + n]
+        at += n
+    # every word of the text is one group, however the tokenizer cut it; spaces and punctuation are
+    # groups of their own, without a word
+    assert [w for g in groups for w in WORD.findall(g)] == WORD.findall(text), groups
+    assert all(len(WORD.findall(g)) <= 1 for g in groups), groups
+    if kind in ("char", "bpe", "unigram"):
+        assert len(ids) > len(groups)  # some words are several tokens: masked together
+
+
+def test_word_starts_agree_with_hugging_face_where_both_rules_apply(hf_bert_tokenizer) -> None:
+    import numpy as np
+    from transformers import DataCollatorForLanguageModeling
+
+    from workbench.tokenizers.pretrained import PretrainedTokenizer
+
+    # HF's whole-word masking starts a word where a token's offsets leave a gap after the previous
+    # token's; on words, digits, apostrophes and single spaces that is where ours starts one too
+    text = "the quick brown fox's unbelievably tokenizable 42nd leap over lazy dogs"
+    ((_, lengths),) = PretrainedTokenizer.from_pretrained(_minilm_path()).encode_with_lengths([text])
+    offsets = np.array([hf_bert_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]])
+    _, not_first = DataCollatorForLanguageModeling._calc_word_ids_and_prob_mask(offsets, np.zeros(offsets.shape[:2], int))
+    assert offsets.shape[1] == len(lengths) > len(text.split())  # WordPiece cut some words into pieces
+    assert word_starts(text, lengths).tolist() == (~not_first[0]).tolist()
+
+
+def test_whole_word_masking_never_selects_part_of_a_word_char_tokenizer() -> None:
+    tok = train_tokenizer("char", TEXT, special_tokens=MaskedLM.special_tokens)  # one token a character
+    rng = random.Random(0)
+    vocabulary = WORD.findall(TEXT) + ["€"]  # a character it never saw: [UNK], a word of its own
+    docs = [Document(" ".join(rng.choice(vocabulary) + rng.choice(["", "", ",", "."]) for _ in range(3000)))
+            for _ in range(2)]
+    corpus = tokenize(tok, Corpus("c", docs, "\n\n"), char_lengths=True)
+    mlm = MaskedLM(MaskedLMConfig(mask_rate=0.2, whole_word=True))
+    assert mlm.wants_char_lengths and not MaskedLM().wants_char_lengths  # whole words ask the pipeline for them
+    data = mlm.prepare(corpus)
+    assert isinstance(data, WordStream) and data.ids.tolist() == corpus.stream()
+    batch = mlm.make_batch(data, 512, 64, torch.Generator().manual_seed(0))
+    assert (batch.input_ids[:, 0] == tok.special_id("[CLS]")).all()
+    assert ((batch.labels == IGNORE_INDEX) | (batch.input_ids != tok.special_id("[UNK]"))).all()
+    words = _read_words(batch, tok)
+    assert [w for w in words if len({s for s, _ in w}) > 1] == []  # no word partly selected
+    n = len(words)
+    assert n > 10_000 and _within(sum(w[0][0] for w in words) / n, 0.2, n)  # each word with probability mask_rate
+    long = [w for w in words if len(w) >= 4]
+    assert _within(sum(w[0][0] for w in long) / len(long), 0.2, len(long))  # whatever its length
+    # [MASK] / random / keep is drawn per token: 80 % [MASK] among the selected tokens, mixed within words
+    picked = [m for w in words for s, m in w if s]
+    assert _within(sum(picked) / len(picked), 0.8, len(picked))
+    assert any(len({m for _, m in w}) == 2 for w in long if w[0][0])
+
+
+def test_whole_word_masking_of_bpe_pieces_in_training_and_evaluation(bpe_passages) -> None:
+    tok, passages = bpe_passages
+    mlm = MaskedLM(MaskedLMConfig(mask_rate=0.3, whole_word=True))
+    train = mlm.make_batch(mlm.prepare(passages), 256, 24, torch.Generator().manual_seed(1))
+    evaluation = mlm.eval_batches(passages, 5, 24)
+    for batch in (train, *evaluation):
+        words = _read_words(batch, tok)
+        assert [w for w in words if len({s for s, _ in w}) > 1] == []
+    words = _read_words(train, tok)
+    assert sum(1 for w in words if len(w) >= 2 and w[0][0]) > 50  # words of several pieces, selected whole
+    n = len(words)
+    assert _within(sum(w[0][0] for w in words) / n, 0.3, n)
+    # evaluation masks whole words with its fixed seed: the same positions every time, whatever the batch size
+    again = MaskedLM(MaskedLMConfig(mask_rate=0.3, whole_word=True)).eval_batches(passages, 64, 24)
+    assert torch.equal(torch.cat([b.labels for b in evaluation]), torch.cat([b.labels for b in again]))
+    per_token = MaskedLM(MaskedLMConfig(mask_rate=0.3)).eval_batches(passages, 64, 24)
+    assert not torch.equal(torch.cat([b.labels for b in per_token]), torch.cat([b.labels for b in again]))
+    view = mlm.describe_batch(train, tok, 0)  # the batch view reads whole-word batches as any other
+    assert [p["target"] != "—" for p in view] == (train.labels[0] != IGNORE_INDEX).tolist()
+
+
+def test_whole_word_needs_the_characters_of_the_tokens() -> None:
+    corpus = _synthetic()
+    for d in corpus.docs:
+        d.char_lengths = None
+    with pytest.raises(ValueError, match="char_lengths=True"):
+        MaskedLM(MaskedLMConfig(whole_word=True)).prepare(corpus)
+    with pytest.raises(ValueError, match="WordStream"):  # a per-token stream is not silently masked per token
+        mlm = MaskedLM(MaskedLMConfig(whole_word=True))
+        mlm.vocab = MLMVocab.of(corpus)
+        mlm.make_batch(MaskedLM().prepare(corpus), 2, 8, torch.Generator())
+
+
+def test_whole_word_is_a_setting_of_configs_and_the_cli() -> None:
+    from workbench import apply_overrides, get_preset
+    from workbench.__main__ import build_parser
+
+    for argv, want in ((["--whole-word"], True), (["--no-whole-word"], False), ([], None)):
+        parser, _ = build_parser(["train", "--preset", "bert-nano", *argv])
+        assert getattr(parser.parse_args(["train", "--preset", "bert-nano", *argv]), "objective.whole_word") == want
+    cfg = apply_overrides(get_preset("bert-nano"), {"whole_word": True})
+    assert cfg.objective.whole_word is True and "whole_word" in MaskedLMConfig.field_docs()
+    assert apply_overrides(cfg, {"objective": "mlm+nsp"}).objective.whole_word is True  # MLM + NSP has it too
+    with pytest.raises(ConfigError) as err:
+        MaskedLMConfig(whole_word="yes")
+    assert err.value.field == "whole_word"
+
+
+def test_a_whole_word_run_trains_end_to_end(wb_home, one_thread) -> None:
+    from workbench import apply_overrides, get_preset
+    from workbench.pipeline import train
+    from workbench.runstore import RunStore
+
+    cfg = apply_overrides(get_preset("bert-nano"), {
+        "whole_word": True, "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "max_steps": 20,
+        "eval_interval": 10, "eval_chars": 2048, "log_interval": 5, "batch_size": 8, "warmup_steps": 2})
+    store = RunStore()
+    run_id = train(cfg, store, progress=False)
+    info = store.get_run(run_id)
+    assert info.status == "finished", info.error
+    assert info.config["objective"]["whole_word"] is True
+    series = store.metric_series(run_id)
+    assert series["val/loss"][0] == [0, 10, 20] and {"val/acc", "val/bpc"} <= set(series)
+    assert series["val/loss"][1][-1] < series["val/loss"][1][0]
 
 
 # --- loss and metrics -----------------------------------------------------------------------------

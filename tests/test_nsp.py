@@ -1,10 +1,12 @@
 """Next-sentence prediction and MLM + NSP: label balance, negatives from other documents only,
 BERT's pair layout against Hugging Face's tokenizer (MiniLM, offline), truncation and padding,
-bad input, the losses on hand-computed cases, a real BERT that learns, and whole runs."""
+whole-word masking of the pairs, bad input, the losses on hand-computed cases, a real BERT that
+learns, and whole runs."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -205,9 +207,13 @@ def test_mlm_nsp_masks_the_pairs_never_special_tokens_or_padding() -> None:
 
 # --- evaluation pairs -----------------------------------------------------------------------------
 
-def _plays() -> TokenizedCorpus:
+def _play_tokenizer() -> CharTokenizer:
     tok_text = "".join(chr(c) for c in range(32, 127)) + "\n"
-    tok = CharTokenizer.train(tok_text, special_tokens=MaskedLMWithNSP.special_tokens)
+    return CharTokenizer.train(tok_text, special_tokens=MaskedLMWithNSP.special_tokens)
+
+
+def _plays() -> TokenizedCorpus:
+    tok = _play_tokenizer()
     lines = ["Speak, hands, for me! Et tu, Brute? Then fall, Caesar.", "O, pardon me, thou bleeding piece of earth.",
              "Cry havoc, and let slip the dogs of war. The evil that men do lives after them."]
     docs = [Document(" ".join(lines[(k + j) % 3] for j in range(4)), title=t, source=t)
@@ -272,6 +278,65 @@ def test_mlm_nsp_eval_batches_mask_with_a_fixed_seed_and_count_characters() -> N
     assert torch.equal(chars, selected.long())  # one character per token, counted where a token is predicted
     nsp_only = torch.cat([b.next_labels for b in NextSentencePrediction().eval_batches(passages, 4, 48)])
     assert torch.equal(torch.cat([b.next_labels for b in batches]), nsp_only)  # the same pairs as NSP alone
+
+
+# --- whole-word masking of the pairs --------------------------------------------------------------
+
+def _words_of_rows(batch: NSPBatch, char_of) -> list[list[bool]]:
+    """Every word of every row of pairs whose tokens are characters (``char_of(token)``), as the
+    selection of its tokens: a run of word characters is a word (a special token ends one),
+    every other character is a word of its own. Special tokens must never be selected."""
+    selected = batch.labels != IGNORE_INDEX
+    original = torch.where(selected, batch.labels, batch.input_ids)
+    words: list[list[bool]] = []
+    for row, sel in zip(original.tolist(), selected.tolist()):
+        in_word = False
+        for t, s in zip(row, sel):
+            if t in (PAD, CLS, SEP):
+                assert not s, "a special token was selected"
+                in_word = False
+                continue
+            c = char_of(t)
+            if in_word and re.fullmatch(r"[\w']", c):
+                words[-1].append(s)
+            else:
+                words.append([s])
+            in_word = bool(re.fullmatch(r"[\w']", c))
+    return words
+
+
+def test_mlm_nsp_whole_word_selects_whole_words_of_both_segments() -> None:
+    corpus = _synthetic([300, 120, 450], char_lengths=True)  # one token a character: "word word. "
+    texts = [d.doc.text for d in corpus.docs]
+
+    def char_of(t: int) -> str:
+        k, i = _where(t)
+        return texts[k][i]
+
+    obj = MaskedLMWithNSP(MLMNSPConfig(mask_rate=0.3, whole_word=True))
+    batch = obj.make_batch(obj.prepare(corpus), 256, 40, torch.Generator().manual_seed(0))
+    words = _words_of_rows(batch, char_of)
+    assert [w for w in words if any(w) and not all(w)] == []  # never part of a word, in A or in B
+    n = len(words)
+    assert _within(sum(w[0] for w in words) / n, 0.3, n)
+    assert sum(1 for w in words if len(w) == 4 and w[0]) > 100  # "word": its 4 characters selected together
+    per_token = MaskedLMWithNSP(MLMNSPConfig(mask_rate=0.3))
+    batch = per_token.make_batch(per_token.prepare(corpus), 256, 40, torch.Generator().manual_seed(0))
+    assert any(any(w) and not all(w) for w in _words_of_rows(batch, char_of))  # as per-token masking does
+
+
+def test_mlm_nsp_whole_word_evaluation_is_fixed_and_whole() -> None:
+    passages, tok = _plays(), _play_tokenizer()
+    cfg = MLMNSPConfig(whole_word=True, mask_rate=0.3)
+    batches = MaskedLMWithNSP(cfg).eval_batches(passages, 4, 48)
+    again = MaskedLMWithNSP(cfg).eval_batches(passages, 16, 48)
+    for key in ("input_ids", "labels", "label_chars", "next_labels"):
+        assert torch.equal(torch.cat([getattr(b, key) for b in batches]), torch.cat([getattr(b, key) for b in again]))
+    words = [w for b in batches for w in _words_of_rows(b, lambda t: tok.decode([t]))]
+    assert [w for w in words if any(w) and not all(w)] == []
+    assert any(len(w) > 2 and w[0] for w in words)
+    per_token = MaskedLMWithNSP(MLMNSPConfig(mask_rate=0.3)).eval_batches(passages, 4, 48)
+    assert not torch.equal(torch.cat([b.labels for b in per_token]), torch.cat([b.labels for b in batches]))
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -9,6 +9,14 @@ Bernoulli draw per position, special tokens at probability 0) with one differenc
 replacements are drawn from the non-special vocabulary, so masking never inserts [CLS], [PAD],
 [UNK] or a sentinel into the text (HF draws from the whole vocabulary).
 
+**Whole-word masking** (``whole_word``) selects *words* instead: each word (where words start:
+:mod:`workbench.objectives.words`, from the tokens' characters, for every tokenizer family) is
+selected with probability ``mask_rate``, all its tokens together, and each selected token then
+gets its own [MASK] / random / keep draw. Hugging Face 5's ``whole_word_mask=True`` selects words
+the same way (one Bernoulli draw per word) but makes every selected token [MASK]; its older
+``DataCollatorForWholeWordMask`` drew the replacement per token, as here. Evaluation masks whole
+words too (with its fixed seed), so the validation loss scores the task that is trained.
+
 The loss is over the masked tokens only, so its curve says how well the model fills in a
 token seen in context on *both* sides: not the same task as causal LM's next token, even though
 both are reported in bits per character of the predicted tokens.
@@ -27,6 +35,7 @@ import torch.nn.functional as F
 from ..config import ObjectiveConfig, require
 from ..metrics import bits_per_char, perplexity
 from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus
+from .words import doc_word_starts, stream_word_starts, word_ids
 
 PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
 
@@ -51,8 +60,12 @@ class MaskedLMConfig(ObjectiveConfig):
     keep_frac: float = 0.1
     """Of the selected tokens, the fraction left unchanged (still predicted). The three
     fractions must sum to 1."""
+    whole_word: bool = False
+    """Select whole words (each with probability mask_rate, all its tokens together) instead of
+    single tokens; words start where the text does (letters, digits, _ and apostrophes run on)."""
 
     def __post_init__(self) -> None:
+        require(isinstance(self.whole_word, bool), "whole_word", f"must be true or false, got {self.whole_word!r}")
         for name in ("mask_rate", "mask_token_frac", "random_token_frac", "keep_frac"):
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), name,
@@ -79,6 +92,7 @@ def mask_tokens(
     replacement_ids: torch.Tensor,
     config: MaskedLMConfig,
     generator: torch.Generator,
+    words: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of a (B, T) batch of ids: ``(inputs, labels)``, vectorised, all randomness
     from ``generator``.
@@ -89,6 +103,11 @@ def mask_tokens(
     ``replacement_ids`` (``random_token_frac``; it may happen to be the original, as in BERT) or
     stays (``keep_frac``). ``labels`` holds the original id at selected positions and
     ``IGNORE_INDEX`` elsewhere.
+
+    With ``words`` ((B, T) word index of each position within its row, < T: see
+    :func:`~workbench.objectives.words.word_ids`) selection is per word instead: one uniform draw
+    per word, shared by its tokens; ``special_mask`` positions stay unselected. The [MASK] /
+    random / keep draw stays per token.
 
     >>> ids = torch.tensor([[2, 7, 8, 9, 10, 11, 12, 3, 0, 0]])  # [CLS] six tokens [SEP] [PAD] [PAD]
     >>> special = torch.isin(ids, torch.tensor([0, 2, 3]))
@@ -102,9 +121,13 @@ def mask_tokens(
     """
     if config.random_token_frac > 0 and replacement_ids.numel() == 0:
         raise ValueError("random_token_frac > 0 needs non-special tokens to draw from; the vocabulary has none")
-    probability = torch.full(input_ids.shape, float(config.mask_rate))
-    probability.masked_fill_(special_mask, 0.0)
-    selected = torch.bernoulli(probability, generator=generator).bool()
+    if words is None:  # a Bernoulli draw per position: HF's DataCollatorForLanguageModeling, draw for draw
+        probability = torch.full(input_ids.shape, float(config.mask_rate))
+        probability.masked_fill_(special_mask, 0.0)
+        selected = torch.bernoulli(probability, generator=generator).bool()
+    else:
+        per_word = torch.rand(input_ids.shape, generator=generator)  # word k's draw is per_word[:, k]
+        selected = (per_word.gather(1, words) < config.mask_rate) & ~special_mask
     split = torch.rand(input_ids.shape, generator=generator)  # one draw picks [MASK] / random / keep
     to_mask = selected & (split < config.mask_token_frac)
     to_random = selected & ~to_mask & (split < config.mask_token_frac + config.random_token_frac)
@@ -148,6 +171,17 @@ class MLMVocab:
         return cls(ids[PAD], ids[CLS], ids[SEP], ids[MASK], special, torch.nonzero(normal).flatten())
 
 
+@dataclass
+class WordStream:
+    """What whole-word masking trains on: the token stream and where its words start."""
+
+    ids: torch.Tensor  # (N,) the stream, as causal LM reads it
+    starts: torch.Tensor  # (N,) bool, True where a token starts a word
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 class MaskedLM(Objective):
     """BERT's masked LM: random windows of the token stream as ``[CLS] w [SEP]``, masked afresh
     each step; the loss and metrics count the selected tokens only."""
@@ -164,16 +198,23 @@ class MaskedLM(Objective):
     def __init__(self, config: MaskedLMConfig | None = None) -> None:
         super().__init__(config)
         self.vocab: MLMVocab | None = None
+        # word boundaries come from the characters of the tokens: ask for them only when masking words
+        self.wants_char_lengths = self.config.whole_word  # type: ignore[misc]
 
-    def prepare(self, corpus: TokenizedCorpus) -> torch.Tensor:
-        """The token stream (as causal LM reads it); the special ids are kept for ``make_batch``."""
+    def prepare(self, corpus: TokenizedCorpus) -> torch.Tensor | WordStream:
+        """The token stream (as causal LM reads it), with where its words start when
+        ``whole_word``; the special ids are kept for ``make_batch``."""
         self.vocab = MLMVocab.of(corpus)
-        return torch.tensor(corpus.stream(), dtype=torch.long)
+        ids = torch.tensor(corpus.stream(), dtype=torch.long)
+        return WordStream(ids, stream_word_starts(corpus)) if self.config.whole_word else ids
 
-    def make_batch(self, data: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
+    def make_batch(self, data: torch.Tensor | WordStream, batch_size: int, seq_len: int,
+                   generator: torch.Generator) -> Batch:
         """``batch_size`` windows of ``seq_len - 2`` tokens at random offsets, as ``[CLS] w [SEP]``,
-        masked with ``generator``. No padding and one segment: ``attention_mask`` and
-        ``token_type_ids`` stay None (all ones / all zeros), so a model keeps its fastest attention.
+        masked with ``generator`` (by whole words when ``data`` says where they start; the part
+        of a word a window's edge cuts counts as a word). No padding and one segment:
+        ``attention_mask`` and ``token_type_ids`` stay None (all ones / all zeros), so a model
+        keeps its fastest attention.
 
         >>> from workbench.corpora import Document
         >>> from workbench.objectives.base import TokenizedDoc
@@ -185,22 +226,27 @@ class MaskedLM(Objective):
         (torch.Size([2, 8]), [1, 1], [2, 2])
         """
         vocab = self._prepared()
+        stream, starts = (data.ids, data.starts) if isinstance(data, WordStream) else (data, None)
+        if self.config.whole_word and starts is None:
+            raise ValueError("whole_word masking needs the WordStream that prepare() makes with it")
         n = _content_len(seq_len)
-        if len(data) < n:
-            raise ValueError(f"split has {len(data)} tokens, fewer than seq_len-2={n} (a window between [CLS] and [SEP])")
-        starts = torch.randint(len(data) - n + 1, (batch_size,), generator=generator)  # (B,)
-        windows = data[starts[:, None] + torch.arange(n)[None, :]]  # (B, T-2)
-        ids = torch.cat([torch.full((batch_size, 1), vocab.cls), windows, torch.full((batch_size, 1), vocab.sep)], 1)
+        if len(stream) < n:
+            raise ValueError(f"split has {len(stream)} tokens, fewer than seq_len-2={n} (a window between [CLS] and [SEP])")
+        offsets = torch.randint(len(stream) - n + 1, (batch_size,), generator=generator)  # (B,)
+        at = offsets[:, None] + torch.arange(n)[None, :]  # (B, T-2) stream positions
+        ids = _bracket(stream[at], vocab.cls, vocab.sep)
+        words = word_ids(_bracket(starts[at], True, True)) if starts is not None else None
         inputs, labels = mask_tokens(ids, torch.isin(ids, vocab.special), vocab.mask, vocab.replacements,
-                                     self.config, generator)
+                                     self.config, generator, words)
         return Batch(input_ids=inputs, labels=labels)
 
     def eval_batches(self, passages: TokenizedCorpus, batch_size: int, seq_len: int) -> list[Batch]:
         """Every token of every passage lands in exactly one window ``[CLS] w [SEP] [PAD]...`` of
         ``seq_len`` (windows of ``seq_len - 2`` tokens, the last of each passage padded, with
-        ``attention_mask`` 0 on the padding), masked with the fixed seed :data:`EVAL_MASK_SEED`,
-        so every evaluation scores the same positions. ``label_chars`` holds the characters each
-        selected token spells (0 elsewhere), for bits per character of the masked tokens.
+        ``attention_mask`` 0 on the padding), masked with the fixed seed :data:`EVAL_MASK_SEED`
+        (by whole words when ``whole_word``, as in training), so every evaluation scores the same
+        positions. ``label_chars`` holds the characters each selected token spells (0
+        elsewhere), for bits per character of the masked tokens.
 
         >>> from workbench.corpora import Document
         >>> from workbench.objectives.base import TokenizedDoc
@@ -218,21 +264,26 @@ class MaskedLM(Objective):
         rows: list[list[int]] = []
         chars: list[list[int]] = []
         real: list[list[int]] = []
+        starts: list[list[bool]] = []  # whole_word: where words start (each special token and pad one)
         for d in passages.docs:
             lengths = d.char_lengths or [0] * len(d.ids)
+            first = doc_word_starts(d).tolist() if self.config.whole_word else []
             for s in range(0, len(d.ids), n):
                 w = d.ids[s : s + n]
                 pad = n - len(w)
                 rows.append([vocab.cls, *w, vocab.sep] + [vocab.pad] * pad)
                 chars.append([0, *lengths[s : s + n], 0] + [0] * pad)
                 real.append([1] * (len(w) + 2) + [0] * pad)
+                if self.config.whole_word:
+                    starts.append([True, *first[s : s + n], True] + [True] * pad)
         if not rows:
             return []
         ids = torch.tensor(rows, dtype=torch.long)
         attention = torch.tensor(real, dtype=torch.long)
         never = torch.isin(ids, vocab.special) | (attention == 0)
+        words = word_ids(torch.tensor(starts, dtype=torch.bool)) if self.config.whole_word else None
         inputs, labels = mask_tokens(ids, never, vocab.mask, vocab.replacements, self.config,
-                                     torch.Generator().manual_seed(EVAL_MASK_SEED))
+                                     torch.Generator().manual_seed(EVAL_MASK_SEED), words)
         if not (labels != IGNORE_INDEX).any():
             raise ValueError(f"the validation text ({int(attention.sum())} positions) is too short for masked LM to "
                              f"select any token at mask_rate={self.config.mask_rate}; use a larger eval_chars")
@@ -280,6 +331,11 @@ class MaskedLM(Objective):
         if self.vocab is None:
             raise RuntimeError("MaskedLM.make_batch needs prepare(train corpus) first (it reads the special ids)")
         return self.vocab
+
+
+def _bracket(rows: torch.Tensor, first: int | bool, last: int | bool) -> torch.Tensor:
+    """``(B, n)`` rows between a first and a last column: ``[CLS] w [SEP]``."""
+    return torch.cat([rows.new_full((len(rows), 1), first), rows, rows.new_full((len(rows), 1), last)], 1)
 
 
 def _content_len(seq_len: int) -> int:

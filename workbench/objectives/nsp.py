@@ -4,20 +4,16 @@ of another document? And masked LM + next-sentence prediction trained jointly, a
 **Pairs.** Each example is ``[CLS] A [SEP] B [SEP] [PAD]...`` with segment ids 0 for
 ``[CLS] A [SEP]`` and 1 for ``B [SEP]`` (padding: segment 0, ``attention_mask`` 0), laid out
 exactly as Hugging Face's BERT tokenizer lays out ``tokenizer(a, b)``; a pair longer than
-``seq_len`` is cut as its ``truncation="longest_first"`` cuts it (:func:`truncated_lengths`).
+``seq_len`` is cut as its ``truncation="longest_first"`` cuts it (:mod:`workbench.objectives.pairs`).
 With probability ``1 - random_next_prob`` B is the segment that follows A in A's document
 (label 0, *IsNext*); otherwise B is a segment drawn uniformly from the segments of the *other*
 documents (label 1, *NotNext*; never from A's own document). The labels follow the model's NSP
 head (``ModelOutput.nsp_logits``: index 0 = is next, as in HF).
 
-**Segments.** A document is cut into segments at its sentence boundaries
-(:meth:`Document.sentence_spans`: ``. ! ?`` or a blank line), mapped to token positions through
-the characters each token spells (``TokenizedDoc.char_lengths``): every token belongs to exactly
-one segment. A split tokenized *without* character lengths (today's training split) cannot map
-them, and is cut into chunks whose length is the document's mean sentence length in tokens:
-segments of the same size on average, but cut anywhere (mid-sentence, mid-word) rather than at a
-sentence end. Tokenizing the training split with character lengths makes it segment at
-sentences too (see :attr:`NextSentencePrediction.wants_char_lengths`).
+**Segments** are sentences, found through the characters each token spells
+(:mod:`workbench.objectives.segments`): the training split is tokenized with them (see
+:attr:`NextSentencePrediction.wants_char_lengths`); a split without is cut into sentence-sized
+chunks. MLM + NSP's ``whole_word`` masks whole words of the pairs, as masked LM does.
 
 **Documents.** What a NotNext B must come from another of: for training, each document of the
 split (a play of the built-in corpus, a paragraph of a text file). For evaluation, the passages
@@ -33,11 +29,9 @@ the same pairs.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,16 +40,15 @@ import torch.nn.functional as F
 
 from ..config import ObjectiveConfig, require
 from ..corpora import Document
-from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus, TokenizedDoc
+from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus
 from .masked_lm import (
     CLS, EVAL_MASK_SEED, MASK, PAD, SEP, MaskedLM, MaskedLMConfig, MLMVocab, attention_matrix, describe_batch,
     mask_tokens,
 )
-
-IS_NEXT, NOT_NEXT = 0, 1
-"""Pair labels, as the NSP head's logits are ordered (HF's ``next_sentence_label``)."""
-
-LABEL_NAMES = {IS_NEXT: "IsNext: B follows A", NOT_NEXT: "NotNext: B is from another document"}
+# the pair layout and the segments have their own modules; their names stay importable from here
+from .pairs import LABEL_NAMES, NSPBatch, describe_pair, pair_row, pair_word_starts, rows_of, truncated_lengths
+from .segments import DOCUMENTS_HINT, IS_NEXT, NOT_NEXT, Segments, _needs_two_documents, segment_spans
+from .words import word_ids
 
 EVAL_PAIR_SEED = 0
 """Seed of the choice of the validation pairs (which get a random B, and which B): every
@@ -63,7 +56,7 @@ evaluation of every run on a corpus scores the same pairs."""
 
 __all__ = ["NSPConfig", "MLMNSPConfig", "NSPBatch", "Segments", "NextSentencePrediction", "MaskedLMWithNSP",
            "truncated_lengths", "pair_row", "segment_spans", "describe_pair", "attention_matrix", "IS_NEXT",
-           "NOT_NEXT"]
+           "NOT_NEXT", "LABEL_NAMES", "DOCUMENTS_HINT"]
 
 
 # --- configs --------------------------------------------------------------------------------------
@@ -105,208 +98,6 @@ class MLMNSPConfig(MaskedLMConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_random_next_prob(self)
-
-
-# --- pair layout ----------------------------------------------------------------------------------
-
-def truncated_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
-    """How many tokens of A and of B a pair keeps when only ``budget`` fit: Hugging Face's
-    ``truncation="longest_first"`` (the Rust rule its fast tokenizers use). The longer one is cut
-    first; when both must be cut each keeps half, the longer the odd token. Both stay non-empty
-    whenever ``budget >= 2``.
-
-    >>> truncated_lengths(3, 4, 10), truncated_lengths(7, 3, 5), truncated_lengths(3, 7, 5)
-    ((3, 4), (3, 2), (2, 3))
-    >>> truncated_lengths(4, 4, 5), truncated_lengths(4, 4, 6), truncated_lengths(7, 3, 7), truncated_lengths(1, 9, 4)
-    ((2, 3), (3, 3), (4, 3), (1, 3))
-    """
-    if len_a + len_b <= budget:
-        return len_a, len_b
-    swap = len_a > len_b
-    n1, n2 = (len_b, len_a) if swap else (len_a, len_b)
-    n2 = n1 if n1 > budget else max(n1, budget - n1)
-    if n1 + n2 > budget:
-        n1 = budget // 2
-        n2 = n1 + budget % 2
-    keep_a, keep_b = (n2, n1) if swap else (n1, n2)
-    return min(len_a, keep_a), min(len_b, keep_b)
-
-
-def pair_row(a: list[int], b: list[int], seq_len: int, cls: int, sep: int, pad: int) -> tuple[list[int], list[int], list[int]]:
-    """``(input_ids, token_type_ids, attention_mask)`` of ``[CLS] A [SEP] B [SEP]``, truncated
-    longest-first to ``seq_len`` and padded with ``pad`` (segment 0, attention 0), as HF's
-    ``tokenizer(a, b, truncation=True, max_length=seq_len, padding="max_length")``.
-
-    >>> pair_row([7, 8, 9], [5], 8, cls=1, sep=2, pad=0)
-    ([1, 7, 8, 9, 2, 5, 2, 0], [0, 0, 0, 0, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1, 0])
-    """
-    if seq_len < 5:
-        raise ValueError(f"next-sentence prediction needs seq_len >= 5 ([CLS] A [SEP] B [SEP]); got {seq_len}")
-    na, nb = truncated_lengths(len(a), len(b), seq_len - 3)
-    ids = [cls, *a[:na], sep, *b[:nb], sep]
-    types = [0] * (na + 2) + [1] * (nb + 1)
-    pad_n = seq_len - len(ids)
-    return ids + [pad] * pad_n, types + [0] * pad_n, [1] * len(ids) + [0] * pad_n
-
-
-# --- segments -------------------------------------------------------------------------------------
-
-def segment_spans(doc: TokenizedDoc) -> list[tuple[int, int]]:
-    """``[start, end)`` token ranges of a document's segments; together they cover every token
-    once, in order. With ``char_lengths``: its sentences (each starts at the token that holds
-    its first character; the whitespace between two sentences stays with the first). Without:
-    chunks of the document's mean sentence length in tokens (the last may be shorter).
-
-    >>> from workbench.corpora import Document
-    >>> d = Document("To be. Or not!\\nThat is")
-    >>> segment_spans(TokenizedDoc(list(range(len(d.text))), d, [1] * len(d.text)))  # one token a character
-    [(0, 7), (7, 15), (15, 22)]
-    >>> segment_spans(TokenizedDoc(list(range(9)), d))  # no character lengths: 3 sentences -> chunks of 3
-    [(0, 3), (3, 6), (6, 9)]
-    """
-    n = len(doc.ids)
-    if n == 0:
-        return []
-    sentences = doc.doc.sentence_spans()
-    if doc.char_lengths is None:
-        size = max(1, round(n / max(1, len(sentences))))
-        return [(s, min(n, s + size)) for s in range(0, n, size)]
-    if len(doc.char_lengths) != n:
-        raise ValueError(f"a document has {n} tokens but {len(doc.char_lengths)} character lengths")
-    ends = list(itertools.accumulate(doc.char_lengths))  # token i spells text[ends[i-1]:ends[i]]
-    cuts = sorted({bisect.bisect_right(ends, start) for start, _ in sentences[1:]} - {0, n})
-    cuts = [c for c in cuts if 0 < c < n]
-    bounds = [0, *cuts, n]
-    return list(zip(bounds, bounds[1:]))
-
-
-@dataclass
-class Segments:
-    """Segments of several documents, back to back, and what pairs may be made of them.
-
-    ``group`` is each segment's document (a NotNext B comes from another group); groups are
-    contiguous runs of segments. ``firsts`` are the segments whose successor (the next segment
-    index) is in the same unit of text: the A's of the pairs.
-    """
-
-    ids: torch.Tensor  # (N,) the tokens of every segment, back to back
-    chars: torch.Tensor | None  # (N,) characters each token spells (when known)
-    start: torch.Tensor  # (S,) first token of each segment in ``ids``
-    length: torch.Tensor  # (S,) tokens in each segment
-    group: torch.Tensor  # (S,) document of each segment
-    group_first: torch.Tensor  # (G,) first segment of each document
-    group_size: torch.Tensor  # (G,) segments in each document
-    firsts: torch.Tensor  # (P,) segments that have a successor in their text: the candidate A's
-
-    @property
-    def num_segments(self) -> int:
-        return int(self.start.numel())
-
-    @property
-    def num_groups(self) -> int:
-        return int(self.group_size.numel())
-
-    @classmethod
-    def build(cls, units: list[tuple[TokenizedDoc, list[tuple[int, int]], int]]) -> Segments:
-        """From ``(doc, its segment spans, group)`` per unit of contiguous text; units of one group
-        must be consecutive. Units without segments are skipped."""
-        ids: list[int] = []
-        chars: list[int] = []
-        start: list[int] = []
-        length: list[int] = []
-        group: list[int] = []
-        firsts: list[int] = []
-        with_chars = all(d.char_lengths is not None for d, spans, _ in units if spans)
-        groups: list[int] = []  # renumbered 0..G-1 in order of appearance
-        for doc, spans, g in units:
-            if not spans:
-                continue
-            if not groups or groups[-1] != g:
-                if g in groups:
-                    raise ValueError("units of one document must be consecutive")
-                groups.append(g)
-            for k, (s, e) in enumerate(spans):
-                if k + 1 < len(spans):
-                    firsts.append(len(start))
-                start.append(len(ids))
-                length.append(e - s)
-                group.append(len(groups) - 1)
-                ids += doc.ids[s:e]
-                if with_chars:
-                    chars += doc.char_lengths[s:e]  # type: ignore[index]
-        group_t = torch.tensor(group, dtype=torch.long)
-        size = torch.bincount(group_t, minlength=len(groups)) if group else torch.zeros(0, dtype=torch.long)
-        first = torch.cumsum(size, 0) - size
-        return cls(torch.tensor(ids, dtype=torch.long), torch.tensor(chars, dtype=torch.long) if with_chars else None,
-                   torch.tensor(start, dtype=torch.long), torch.tensor(length, dtype=torch.long), group_t, first, size,
-                   torch.tensor(firsts, dtype=torch.long))
-
-    def random_other(self, a: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """For each segment in ``a``, a segment drawn uniformly from the *other* documents' segments."""
-        g = self.group[a]
-        others = self.num_segments - self.group_size[g]  # (n,) > 0 when there are >= 2 documents
-        r = torch.minimum((torch.rand(a.shape, generator=generator, dtype=torch.float64) * others).long(), others - 1)
-        return r + self.group_size[g] * (r >= self.group_first[g])  # skip A's own document
-
-    def sample_pairs(self, n: int, random_next_prob: float, generator: torch.Generator
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``n`` random pairs ``(a, b, label)``: A uniform over the candidate A's, label NotNext
-        with probability ``random_next_prob`` (independently), B the next segment or a random
-        segment of another document."""
-        a = self.firsts[torch.randint(len(self.firsts), (n,), generator=generator)]
-        label = (torch.rand(n, generator=generator) < random_next_prob).long()
-        b = torch.where(label == NOT_NEXT, self.random_other(a, generator), a + 1)
-        return a, b, label
-
-    def all_pairs(self, random_next_prob: float, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One pair per candidate A, in order; exactly ``round(n * random_next_prob)`` of them
-        (a random choice) NotNext."""
-        a = self.firsts
-        n = len(a)
-        label = (torch.randperm(n, generator=generator) < round(n * random_next_prob)).long()
-        b = torch.where(label == NOT_NEXT, self.random_other(a, generator), a + 1)
-        return a, b, label
-
-    def tokens(self, s: int) -> list[int]:
-        i = int(self.start[s])
-        return self.ids[i : i + int(self.length[s])].tolist()
-
-    def token_chars(self, s: int) -> list[int]:
-        assert self.chars is not None
-        i = int(self.start[s])
-        return self.chars[i : i + int(self.length[s])].tolist()
-
-
-DOCUMENTS_HINT = ("a text file's documents are its paragraphs, separated by blank lines (its lines when it has "
-                  "none); the built-in corpus's are its plays")
-
-
-def _needs_two_documents(documents: int, with_two_segments: int, what: str) -> None:
-    """The :class:`ConfigError` (field ``corpus``; a ValueError) when no NotNext or no IsNext pair can be made."""
-    require(documents >= 2, "corpus",
-            f"next-sentence prediction needs at least two documents for its negatives; {what} has {documents} "
-            f"with any text. A NotNext B is a segment of another document: use a corpus of several documents "
-            f"({DOCUMENTS_HINT})")
-    require(with_two_segments >= 1, "corpus",
-            f"next-sentence prediction needs a document of at least two sentences (an A and the B that follows it); "
-            f"no document of {what} has two. Use a text with longer paragraphs ({DOCUMENTS_HINT})")
-
-
-# --- the batch ------------------------------------------------------------------------------------
-
-@dataclass
-class NSPBatch(Batch):
-    """A batch of ``[CLS] A [SEP] B [SEP]`` pairs; ``labels`` holds the masked-token targets
-    (all ``IGNORE_INDEX`` for NSP alone)."""
-
-    next_labels: torch.Tensor | None = None
-    """(B,) 0 = B follows A (IsNext), 1 = B is a segment of another document (NotNext)."""
-
-
-def _rows(batch: NSPBatch, i: int, j: int) -> NSPBatch:
-    return replace(batch, **{f.name: getattr(batch, f.name)[i:j] for f in fields(batch)
-                             if isinstance(getattr(batch, f.name), torch.Tensor)})
 
 
 @dataclass(frozen=True)
@@ -361,7 +152,7 @@ class NextSentencePrediction(Objective):
         spans = [segment_spans(d) for d in corpus.docs]
         _needs_two_documents(sum(1 for s in spans if s), sum(1 for s in spans if len(s) >= 2),
                              "this corpus (its training split)")
-        return Segments.build([(d, s, i) for i, (d, s) in enumerate(zip(corpus.docs, spans))])
+        return Segments.build([(d, s, i) for i, (d, s) in enumerate(zip(corpus.docs, spans))], self._masks_words())
 
     @staticmethod
     def check_documents(documents: Sequence[Document]) -> None:
@@ -381,6 +172,7 @@ class NextSentencePrediction(Objective):
         """``batch_size`` random pairs (see :meth:`Segments.sample_pairs`), padded to ``seq_len``.
 
         >>> from workbench.corpora import Document
+        >>> from workbench.objectives import TokenizedDoc
         >>> docs = [TokenizedDoc(list(range(10 * k + 10, 10 * k + 16)), Document("a. b. c.")) for k in range(2)]
         >>> corpus = TokenizedCorpus(docs, special_ids={"[PAD]": 0, "[CLS]": 1, "[SEP]": 2}, vocab_size=30)
         >>> nsp = NextSentencePrediction()
@@ -390,10 +182,11 @@ class NextSentencePrediction(Objective):
         """
         ids = self._prepared()
         a, b, label = data.sample_pairs(batch_size, self.config.random_next_prob, generator)
-        rows = [pair_row(data.tokens(int(x)), data.tokens(int(y)), seq_len, ids.cls, ids.sep, ids.pad)
-                for x, y in zip(a.tolist(), b.tolist())]
+        pairs = list(zip(a.tolist(), b.tolist()))
+        rows = [pair_row(data.tokens(x), data.tokens(y), seq_len, ids.cls, ids.sep, ids.pad) for x, y in pairs]
         tensors = [torch.tensor(list(col), dtype=torch.long) for col in zip(*rows)]
-        return self._finish(*tensors, next_labels=label, chars=None, generator=generator)
+        return self._finish(*tensors, next_labels=label, chars=None, generator=generator,
+                            starts=pair_word_starts(data, pairs, seq_len))
 
     def eval_units(self, passages: TokenizedCorpus) -> Segments:
         """The validation passages as segments, grouped into documents (see the module notes):
@@ -414,7 +207,7 @@ class NextSentencePrediction(Objective):
             units = [(passages.docs[i], spans[i][:half], 0), (passages.docs[i], spans[i][half:], 1)]
         else:
             units = []
-        return Segments.build(units)
+        return Segments.build(units, self._masks_words())
 
     def eval_batches(self, passages: TokenizedCorpus, batch_size: int, seq_len: int) -> list[Batch]:
         """One pair per two consecutive segments of every passage (exactly ``round(n *
@@ -422,6 +215,7 @@ class NextSentencePrediction(Objective):
         the same pairs for every evaluation, whatever the run's batch size.
 
         >>> from workbench.corpora import Document
+        >>> from workbench.objectives import TokenizedDoc
         >>> text = "One two. Three four. Five six."
         >>> docs = [TokenizedDoc(list(range(5, 5 + len(text))), Document(text, source=s), [1] * len(text)) for s in "xy"]
         >>> corpus = TokenizedCorpus(docs, special_ids={"[PAD]": 0, "[CLS]": 1, "[SEP]": 2}, vocab_size=40)
@@ -442,12 +236,15 @@ class NextSentencePrediction(Objective):
                 chars.append(pair_row(data.token_chars(x), data.token_chars(y), seq_len, 0, 0, 0)[0])
         tensors = [torch.tensor(list(col), dtype=torch.long) for col in zip(*rows)]
         whole = self._finish(*tensors, next_labels=label, chars=torch.tensor(chars, dtype=torch.long) if chars else None,
-                             generator=torch.Generator().manual_seed(EVAL_MASK_SEED))
-        return [_rows(whole, i, i + batch_size) for i in range(0, len(label), batch_size)]
+                             generator=torch.Generator().manual_seed(EVAL_MASK_SEED),
+                             starts=pair_word_starts(data, list(zip(a.tolist(), b.tolist())), seq_len))
+        return [rows_of(whole, i, i + batch_size) for i in range(0, len(label), batch_size)]
 
     def _finish(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor,
-                next_labels: torch.Tensor, chars: torch.Tensor | None, generator: torch.Generator) -> NSPBatch:
-        """The batch of the assembled pairs (NSP: no token targets; MLM + NSP masks them)."""
+                next_labels: torch.Tensor, chars: torch.Tensor | None, generator: torch.Generator,
+                starts: torch.Tensor | None = None) -> NSPBatch:
+        """The batch of the assembled pairs (NSP: no token targets; MLM + NSP masks them, by
+        whole words where ``starts`` says where words start)."""
         return NSPBatch(input_ids=input_ids, labels=torch.full_like(input_ids, IGNORE_INDEX),
                         attention_mask=attention_mask, token_type_ids=token_type_ids, next_labels=next_labels)
 
@@ -490,6 +287,10 @@ class NextSentencePrediction(Objective):
     def _mask_id(self) -> int | None:
         return None
 
+    def _masks_words(self) -> bool:
+        """Whether the segments must know where words start (MLM + NSP's ``whole_word``)."""
+        return False
+
 
 def _forward(model: nn.Module, batch: Batch) -> Any:
     return model(batch.input_ids, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids)
@@ -518,7 +319,7 @@ def _nsp_metrics(totals: dict[str, float]) -> dict[str, float]:
 
 class MaskedLMWithNSP(NextSentencePrediction):
     """BERT's pre-training: the NSP pairs, masked as masked LM masks (special tokens and
-    padding never selected); one forward pass, loss = masked-LM loss + NSP loss (each a mean:
+    padding never selected; whole words with ``whole_word``); one forward pass, loss = masked-LM loss + NSP loss (each a mean:
     over the masked tokens, over the pairs)."""
 
     name = "mlm+nsp"
@@ -539,14 +340,22 @@ class MaskedLMWithNSP(NextSentencePrediction):
     def _mask_id(self) -> int | None:
         return self.vocab.mask if self.vocab is not None else None
 
+    def _masks_words(self) -> bool:
+        return self.config.whole_word
+
     def _finish(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor,
-                next_labels: torch.Tensor, chars: torch.Tensor | None, generator: torch.Generator) -> NSPBatch:
-        """Mask the pairs with ``generator``; ``label_chars``: the characters each selected token
-        spells (evaluation), for bits per character of the masked tokens."""
+                next_labels: torch.Tensor, chars: torch.Tensor | None, generator: torch.Generator,
+                starts: torch.Tensor | None = None) -> NSPBatch:
+        """Mask the pairs with ``generator`` (whole words when ``whole_word``: ``starts`` says
+        where they start); ``label_chars``: the characters each selected token spells
+        (evaluation), for bits per character of the masked tokens."""
         vocab = self.vocab
         assert vocab is not None
+        if self.config.whole_word and starts is None:
+            raise ValueError("whole_word masking needs the segments prepare() makes with it (they know the words)")
         never = torch.isin(input_ids, vocab.special) | (attention_mask == 0)
-        inputs, labels = mask_tokens(input_ids, never, vocab.mask, vocab.replacements, self.config, generator)
+        words = word_ids(starts) if starts is not None else None
+        inputs, labels = mask_tokens(input_ids, never, vocab.mask, vocab.replacements, self.config, generator, words)
         label_chars = torch.where(labels != IGNORE_INDEX, chars, 0) if chars is not None else None
         return NSPBatch(input_ids=inputs, labels=labels, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         label_chars=label_chars, next_labels=next_labels)
@@ -588,28 +397,3 @@ class MaskedLMWithNSP(NextSentencePrediction):
             out["bpc"] = mlm["bpc"]
         out.update(nsp_loss=nsp["loss"], nsp_acc=nsp["nsp_acc"])
         return out
-
-
-# --- what a batch looks like ----------------------------------------------------------------------
-
-def describe_pair(batch: Batch, tokenizer: Any = None, row: int = 0, mask_id: int | None = None) -> dict[str, Any]:
-    """Row ``row`` of a pair batch: ``label`` (0/1) and what it ``means``, the tokens of ``A`` and
-    ``B`` as fed in (segments 0 and 1 between the special tokens), and ``positions``: one dict per
-    position as :func:`workbench.objectives.masked_lm.describe_batch` gives them (input, target
-    or "—", how it was masked, segment, attention). Pure: reads the tensors, changes nothing.
-
-    >>> b = NSPBatch(input_ids=torch.tensor([[1, 7, 2, 8, 9, 2, 0]]), labels=torch.full((1, 7), -100),
-    ...              attention_mask=torch.tensor([[1, 1, 1, 1, 1, 1, 0]]), token_type_ids=torch.tensor([[0, 0, 0, 1, 1, 1, 0]]),
-    ...              next_labels=torch.tensor([1]))
-    >>> view = describe_pair(b)
-    >>> view["label"], view["means"], view["A"], view["B"], [p["segment"] for p in view["positions"]]
-    (1, 'NotNext: B is from another document', ['7'], ['8', '9'], [0, 0, 0, 1, 1, 1, 0])
-    """
-    positions = describe_batch(batch, tokenizer, row, mask_id=mask_id)
-    real = [p for p in positions if p["attention"]]
-    a = [p["input"] for p in real if p["segment"] == 0][1:-1]  # between [CLS] and the first [SEP]
-    b = [p["input"] for p in real if p["segment"] == 1][:-1]  # before the last [SEP]
-    labels = getattr(batch, "next_labels", None)
-    label = int(labels[row]) if labels is not None else None
-    return {"label": label, "means": LABEL_NAMES.get(label, "") if label is not None else "", "A": a, "B": b,
-            "positions": positions}
