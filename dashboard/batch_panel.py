@@ -21,23 +21,32 @@ from workbench.config import ConfigError, RunConfig
 
 
 @st.cache_data(show_spinner="Drawing a batch…", max_entries=32)
-def _batch_preview(cfg_json: str, corpus_key: str, seed: int, _text: str | None) -> dict:
-    """``batch_view.example_batch`` rendered (tables, mask figures, captions): keyed by the config,
-    the corpus (an upload's hash, a kept tokenizer's creation time) and the seed; ``_text`` (an
-    upload's text, not hashed: ``corpus_key`` stands for it) replaces the built-in corpus."""
-    ex = batch_view.example_batch(RunConfig.from_dict(json.loads(cfg_json)), seed=seed, text=_text)
+def _batch_preview(cfg_json: str, corpus_key: str, seed: int, _text: str | None, _tokenizer: Any = None) -> dict:
+    """``batch_view.example_batch`` rendered (tables, mask figures, captions): keyed by the
+    sections a batch depends on, the corpus (an upload's hash, a kept tokenizer's creation time)
+    and the seed; ``_text`` (an upload's text, not hashed: ``corpus_key`` stands for it) replaces
+    the built-in corpus, ``_tokenizer`` is the config's published tokenizer when the page has it
+    loaded (the tokenizer section, in the key, names it)."""
+    ex = batch_view.example_batch(RunConfig.from_dict(json.loads(cfg_json)), seed=seed, text=_text, tokenizer=_tokenizer)
     return {"tables": [batch_view.batch_table_html(d) for d in ex.descriptions], "pairs": ex.pairs,
             "figures": [batch_view.mask_figure(m, ex.tokens(r), ex.causal) for r, m in enumerate(ex.matrices)],
             "predicts": ex.predicts, "chars": ex.preview_chars}
 
 
+def _batch_key(cfg: RunConfig) -> str:
+    """The config as far as a batch depends on it (not lr or steps: changing them draws nothing)."""
+    d = cfg.to_dict()
+    return json.dumps({"model": d["model"], "objective": d["objective"], "data": d["data"], "tokenizer": d["tokenizer"],
+                       "train": {"seq_len": d["train"]["seq_len"]}}, sort_keys=True)
+
+
 def show(cfg: RunConfig | None, error: ConfigError | Any, upload: bytes | None, text: str | None, kept: Any,
-         as_field_error: Callable[[Exception], Any], key_prefix: str) -> None:
+         as_field_error: Callable[[Exception], Any], key_prefix: str, tokenizer: Any = None) -> None:
     """The panel for ``cfg`` (None when the form has ``error``: then it says which field to fix).
 
     ``upload``/``text``: an uploaded corpus's bytes and checked text; ``kept``: the kept tokenizer's
     library entry (its creation time invalidates the cache); ``as_field_error`` maps an exception
-    to the form field it belongs to."""
+    to the form field it belongs to; ``tokenizer``: a published tokenizer the page has loaded."""
     seed_key = key_prefix + "batch_seed"
 
     def next_batch() -> None:
@@ -49,8 +58,8 @@ def show(cfg: RunConfig | None, error: ConfigError | Any, upload: bytes | None, 
             return
         key = hashlib.sha256(upload).hexdigest() if upload is not None else cfg.data.corpus
         try:
-            view = _batch_preview(cfg.to_json(), f"{key}|{kept.created if kept else ''}",
-                                  st.session_state.get(seed_key, 0), text)
+            view = _batch_preview(_batch_key(cfg), f"{key}|{kept.created if kept else ''}",
+                                  st.session_state.get(seed_key, 0), text, tokenizer)
         except (ValueError, OSError) as exc:  # ConfigError, CorpusError, TokenizerError: what the run would say
             bad = as_field_error(exc)
             tf.show_error(bad.field, bad.message)

@@ -365,7 +365,7 @@ def test_a_run_reuses_a_kept_tokenizer_and_records_it(trained: dict[str, Tokeniz
     assert tok.encode(SAMPLE) == trained["wordpiece"].encode(SAMPLE)
     assert (store.run_dir(run_id) / "hf" / "tokenizer.json").is_file()
     missing = apply_overrides(cfg, {"saved_name": "gone"})
-    with pytest.raises(TokenizerError, match="no kept tokenizer named 'gone'"):
+    with pytest.raises(ConfigError, match="^saved_name: no kept tokenizer named 'gone'"):
         train(missing, store)
     assert len(store.list_runs()) == 1  # refused before a run was created
 

@@ -32,7 +32,7 @@ from .experiment import fit_tokenizer, tokenize
 from .objectives import Batch, Objective, build_objective
 from .objectives.base import IGNORED, predicts_label
 from .plots import _show_tokens
-from .tokenizers import Tokenizer
+from .tokenizers import Tokenizer, TokenizerError
 
 PREVIEW_CHARS = 48_000
 """Characters of training text a preview reads (at least; more for a long context)."""
@@ -106,19 +106,26 @@ def preview_corpus(train: Corpus, seq_len: int = 0) -> Corpus:
 
 
 def example_batch(cfg: RunConfig, rows: int = 2, seed: int = 0, home: Path | None = None,
-                  text: str | None = None) -> BatchExample:
+                  text: str | None = None, tokenizer: Tokenizer | None = None) -> BatchExample:
     """A training batch of ``rows`` rows for ``cfg``, as training draws it (``make_batch`` with
     ``torch.Generator().manual_seed(seed)``), from the preview slice of the training split
     (:func:`preview_corpus`; ``text`` stands for the corpus when given, e.g. an upload not
     stored yet). A kept tokenizer comes from ``home``'s library. Raises what a run would:
     ``ConfigError`` / ``CorpusError`` / ``TokenizerError`` (all ValueErrors) for a corpus the
-    objective cannot use or a tokenizer that cannot be had.
+    objective cannot use or a tokenizer that cannot be had. ``tokenizer``: the config's tokenizer
+    when the caller has it loaded already (checked for the special tokens the objective needs).
     """
     corpus = corpus_from_text(text) if text is not None else load_corpus(cfg.data.corpus)
     train, _ = corpus.split(cfg.data.val_fraction)
     preview = preview_corpus(train, cfg.seq_len)
     objective = build_objective(cfg.objective)
-    tokenizer = fit_tokenizer(cfg, preview, objective, home)
+    if tokenizer is None:
+        tokenizer = fit_tokenizer(cfg, preview, objective, home)
+    else:  # already loaded by the caller (a published one: loading it again costs seconds)
+        missing = [t for t in objective.special_tokens if tokenizer.token_to_id(t) is None]
+        if missing:
+            raise TokenizerError(f"this tokenizer has no {' '.join(missing)}; pick an objective that does not need "
+                                 f"them, or a tokenizer that has them")
     data = objective.prepare(tokenize(tokenizer, preview, char_lengths=objective.wants_char_lengths))
     batch = objective.make_batch(data, rows, cfg.seq_len, torch.Generator().manual_seed(seed))
     describe_pair = getattr(objective, "describe_pair", None)  # sentence pairs: what the pair label means

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .corpora import BUILTIN_CORPORA, Corpus, CorpusError, corpus_fingerprint, corpus_from_text, load_corpus, read_text_file
 from .models import LanguageModel, build_model
 from .objectives import EvalSet, Objective, TokenizedCorpus, TokenizedDoc, build_objective
-from .tokenizers import CharConfig, PretrainedConfig, SavedConfig, Tokenizer, build_tokenizer
+from .tokenizers import CharConfig, PretrainedConfig, SavedConfig, Tokenizer, TokenizerError, build_tokenizer
 
 PROBE_TOKENS = 48
 """Tokens of validation text on which attention is captured at every evaluation."""
@@ -134,7 +134,11 @@ def preflight(cfg: RunConfig, home: Path | None = None) -> None:
     special token the objective needs."""
     loaded = None
     if isinstance(cfg.tokenizer, (SavedConfig, PretrainedConfig)):  # loaded, not trained: check it now
-        loaded = build_tokenizer(cfg.tokenizer, "", build_objective(cfg.objective).special_tokens, home=home)
+        try:
+            loaded = build_tokenizer(cfg.tokenizer, "", build_objective(cfg.objective).special_tokens, home=home)
+        except TokenizerError as exc:  # gone, unreadable, or without a special token the objective needs
+            field = "saved_name" if isinstance(cfg.tokenizer, SavedConfig) else "pretrained"
+            raise ConfigError(field, str(exc)) from exc
     if cfg.data.corpus in BUILTIN_CORPORA:
         return
     corpus = corpus_from_text(read_text_file(cfg.data.corpus))

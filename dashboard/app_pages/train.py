@@ -38,7 +38,7 @@ from workbench.overrides import apply_overrides, field_docs
 from workbench.experiment import count_parameters, estimate_vocab_size, preflight
 from workbench.models import FAMILIES
 from workbench.presets import PRESETS, get_preset, preset_description
-from workbench.tokenizers import TOKENIZERS, TokenizerError
+from workbench.tokenizers import TOKENIZERS, Tokenizer, TokenizerError, build_tokenizer
 from workbench.tokenizers.library import KeptTokenizer, TokenizerLibrary
 from workbench.trainer import resolve_device
 from workbench.uploads import MAX_UPLOAD_BYTES, check_upload, save_upload
@@ -132,11 +132,12 @@ def _builtin_char_vocab(sections_json: str) -> int:
     return estimate_vocab_size(RunConfig.from_dict(json.loads(sections_json)))
 
 
-@st.cache_data(show_spinner="Loading the published tokenizer…", max_entries=16)
-def _published_vocab_size(tokenizer_json: str) -> int:
-    """``estimate_vocab_size`` of a 'pretrained' tokenizer section: it loads the tokenizer, so once
-    per name (keyed by the tokenizer section alone: changing lr or steps loads nothing)."""
-    return estimate_vocab_size(RunConfig.from_dict({"tokenizer": json.loads(tokenizer_json)}))
+@st.cache_resource(show_spinner="Loading the published tokenizer…", max_entries=16)
+def _published_tokenizer(tokenizer_json: str) -> Tokenizer:
+    """A 'pretrained' tokenizer section's tokenizer, loaded once per name (keyed by the tokenizer
+    section alone: changing lr or steps loads nothing); the parameter count and the batch panel
+    share it."""
+    return build_tokenizer(RunConfig.from_dict({"tokenizer": json.loads(tokenizer_json)}).tokenizer, "")
 
 
 def _vocab_size(cfg: RunConfig, text: str | None) -> int:
@@ -152,7 +153,7 @@ def _vocab_size(cfg: RunConfig, text: str | None) -> int:
                **{k: d[k] for k in ("objective", "data", "tokenizer")}}
         return _builtin_char_vocab(json.dumps(key, sort_keys=True))
     if kind == "pretrained":
-        return _published_vocab_size(json.dumps(cfg.tokenizer.to_dict(), sort_keys=True))
+        return _published_tokenizer(json.dumps(cfg.tokenizer.to_dict(), sort_keys=True)).vocab_size
     return estimate_vocab_size(cfg)
 
 
@@ -428,4 +429,6 @@ upload_bytes = upload.getvalue() if upload is not None and cfg_now is not None e
 batch_panel.show(cfg_now, err_now, upload_bytes,
                  check_upload(upload_bytes) if upload_bytes is not None else None,  # already checked by _build
                  KEPT_NOW.get(getattr(cfg_now.tokenizer, "saved_name", "")) if cfg_now is not None else None,
-                 lambda exc: _as_field_error(exc, cfg_now), key_prefix=K)
+                 lambda exc: _as_field_error(exc, cfg_now), key_prefix=K,
+                 tokenizer=(_published_tokenizer(json.dumps(cfg_now.tokenizer.to_dict(), sort_keys=True))
+                            if cfg_now is not None and cfg_now.tokenizer.kind == "pretrained" else None))
