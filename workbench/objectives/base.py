@@ -24,10 +24,6 @@ IGNORE_INDEX = -100
 IGNORED = "—"
 """How :meth:`Objective.describe_batch` shows the target of a position the loss ignores."""
 
-PREDICTS_SHORT = {"mlm": "masked token", "nsp": "next sentence", "mlm+nsp": "masked token + next sentence"}
-"""Legend labels of the objectives whose modules do not set :attr:`Objective.predicts_short`
-themselves (:func:`predicts_label` reads the class's own first)."""
-
 
 @dataclass
 class TokenizedDoc:
@@ -214,8 +210,4 @@ def predicts_label(objective: str) -> str:
     from . import OBJECTIVES  # here, not at the top: the registry imports this module
 
     cls = OBJECTIVES.get(objective)
-    if cls is None:
-        return objective
-    if "predicts_short" in vars(cls):  # the class says it itself (not inherited: mlm+nsp is not nsp)
-        return cls.predicts_short
-    return PREDICTS_SHORT.get(objective, cls.predicts_short)
+    return cls.predicts_short if cls is not None else objective

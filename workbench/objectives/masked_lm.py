@@ -192,6 +192,7 @@ class MaskedLM(Objective):
     special_tokens = (PAD, CLS, SEP, MASK)  # [UNK] comes with the tokenizer families that need one
     primary_metric = "loss"
     predicts = "the masked tokens (each seen with both sides of its context)"
+    predicts_short = "masked token"
 
     config: MaskedLMConfig
 

@@ -132,6 +132,7 @@ class NextSentencePrediction(Objective):
     special_tokens = (PAD, CLS, SEP)
     primary_metric = "loss"
     predicts = "whether segment B follows segment A"
+    predicts_short = "next sentence"
     wants_char_lengths = True
     """Segments are sentences only where token character lengths are known: a split tokenized
     with them (``experiment.tokenize(..., char_lengths=True)``) is cut at sentence ends, one
@@ -326,6 +327,7 @@ class MaskedLMWithNSP(NextSentencePrediction):
     config_cls = MLMNSPConfig  # type: ignore[assignment]
     special_tokens = (PAD, CLS, SEP, MASK)
     predicts = "the masked tokens (seen with both sides of their context) and whether segment B follows segment A"
+    predicts_short = "masked token + next sentence"
 
     config: MLMNSPConfig  # type: ignore[assignment]
 
