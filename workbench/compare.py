@@ -143,15 +143,16 @@ def compare_figure(rows: Sequence[CompareRow], title: str = "") -> go.Figure:
                         subplot_titles=("against wall time", "against tokens seen"))
     palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
     for i, r in enumerate(rows):
-        name = f"{r.label} ({r.model}) · {r.predicts}"
+        name = f"{r.model} · {r.predicts}"
         style = {"color": palette[i % len(palette)], "dash": "dot" if r.objective != "causal_lm" else "solid"}
-        tokens = [s * r.tokens_per_step for s in r.curve.get("step", [])]
-        fig.add_trace(go.Scatter(x=r.curve.get("seconds", []), y=r.curve.get("bpc", []), name=name, legendgroup=name,
+        bpc = r.curve.get("bpc", [])
+        fig.add_trace(go.Scatter(x=r.curve.get("seconds", []), y=bpc, name=name, legendgroup=name,
                                  mode="lines+markers", line=style), row=1, col=1)
-        fig.add_trace(go.Scatter(x=tokens, y=r.curve.get("bpc", []), name=name, legendgroup=name, showlegend=False,
-                                 mode="lines+markers", line=style), row=1, col=2)
+        seen = [(s * r.tokens_per_step, b) for s, b in zip(r.curve.get("step", []), bpc) if s > 0]  # log axis: no 0
+        fig.add_trace(go.Scatter(x=[t for t, _ in seen], y=[b for _, b in seen], name=name, legendgroup=name,
+                                 showlegend=False, mode="lines+markers", line=style), row=1, col=2)
     fig.update_xaxes(title_text="seconds since training started (evaluations included)", row=1, col=1)
-    fig.update_xaxes(title_text="tokens seen (batch_size x seq_len per step)", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="tokens seen (batch_size x seq_len per step; log scale)", type="log", row=1, col=2)
     fig.update_yaxes(title_text="validation bits per character", row=1, col=1)
     fig.update_layout(title=title or "Bits per character of the predicted tokens (dotted: masked tokens, an easier task)",
                       height=460, legend={"orientation": "h", "y": -0.25}, margin={"l": 60, "r": 20, "t": 70, "b": 40})
