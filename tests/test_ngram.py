@@ -193,3 +193,37 @@ def test_a_run_ends_when_the_split_is_read(wb_home, tmp_path) -> None:
     assert info.step == math.ceil(split / (16 * 32)) < 1000  # each token counted once, then the run ends
     model, _, _ = load_run_model(store, run_id, which="last")
     assert int(model.tokens_counted) == split
+
+
+def _unseen_brute_force(train: list[int], val: list[int], n: int) -> float:
+    seen = {tuple(train[i : i + n]) for i in range(len(train) - n + 1)}
+    grams = [tuple(val[i : i + n]) for i in range(len(val) - n + 1)]
+    return sum(g not in seen for g in grams) / len(grams) if grams else math.nan
+
+
+@pytest.mark.parametrize("V", [2, 5, 40, 3_000_000_000])
+def test_unseen_fraction_equals_a_set_of_python_tuples(V: int) -> None:
+    from workbench.models.ngram import unseen_fraction, unseen_fractions
+
+    gen = torch.Generator().manual_seed(V % 1000)
+    alphabet = torch.tensor([0, 1, 2, 3, V - 1])[: min(V, 5)]  # a huge id forces the keys to be renumbered
+    train = alphabet[torch.randint(len(alphabet), (500,), generator=gen)].tolist()
+    val = alphabet[torch.randint(len(alphabet), (120,), generator=gen)].tolist()
+    got = unseen_fractions(torch.tensor(train), torch.tensor(val), 9)
+    expected = [_unseen_brute_force(train, val, n) for n in range(1, 10)]
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got == sorted(got)  # an n-gram never seen has no seen extension: the fraction can only rise
+    assert unseen_fraction(torch.tensor(train), torch.tensor(val), 4) == pytest.approx(expected[3], abs=1e-12)
+
+
+def test_unseen_fraction_counts_neither_the_seam_nor_too_short_a_split() -> None:
+    from workbench.models.ngram import unseen_fraction, unseen_fractions
+
+    # val's 2-grams are 2 0, 0 1 (seen) and 1 2, which training shows only across the seam of the two streams
+    assert unseen_fraction(torch.tensor([0, 1]), torch.tensor([2, 0, 1, 2]), 2) == pytest.approx(2 / 3)
+    assert unseen_fractions([], [4, 4], 3)[:2] == [1.0, 1.0] and math.isnan(unseen_fractions([], [4, 4], 3)[2])
+    assert unseen_fractions(torch.tensor([[3, 1], [4, 1]]), torch.tensor([1, 4, 1]), 2) == [0.0, 0.0]  # 2-D: flattened
+    with pytest.raises(ValueError, match="max_n"):
+        unseen_fractions([1], [1], 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        unseen_fractions([-1], [1], 1)

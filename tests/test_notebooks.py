@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,9 +84,58 @@ def _check_tokenization(nb: nbformat.NotebookNode, home: Path) -> None:
     assert "same ids: True | without special tokens: True" in _stdout(_tagged(nb, "save-hf"))
 
 
+def _check_objectives(nb: nbformat.NotebookNode, home: Path) -> None:
+    # one finished run per family of the standard set, each with its objective
+    runs = RunStore(home).list_runs()
+    assert all(r.status == "finished" for r in runs), [(r.id, r.status, r.error) for r in runs]
+    objectives = sorted((r.config["model"]["arch"], r.config["objective"]["name"]) for r in runs)
+    expected = [("bert", "mlm"), ("gpt", "causal_lm"), ("lstm", "causal_lm"), ("ngram", "causal_lm")]
+    assert objectives == expected, objectives
+
+    # sparsity: one row per n; the unseen fraction never falls as n grows, and is higher with less training text
+    rows = [m for line in _stdout(_tagged(nb, "sparsity")).splitlines()
+            if (m := re.fullmatch(r"\s*(\d+)\s+[\d,]+\s+([\d.]+)%\s+([\d.]+)%\s*", line))]
+    assert [int(m[1]) for m in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 8, rows
+    whole, prefix = ([float(m[col]) for m in rows] for col in (2, 3))
+    for fractions in (whole, prefix):
+        assert fractions == sorted(fractions) and fractions[0] < 1 and fractions[-1] > 10, fractions
+    assert all(p >= w for w, p in zip(whole, prefix)), (whole, prefix)
+
+    # smoothing: add-1 has turned up again by the largest n; Kneser-Ney ends below it
+    found = re.findall(r"^\s*(.+?): best at n = (\d+) \(([\d.]+) bpc\); at n = \d+: ([\d.]+) bpc$",
+                       _stdout(_tagged(nb, "smoothing")), re.M)
+    bpc = {name: (float(best), float(last)) for name, _, best, last in found}
+    assert set(bpc) == {"add-1 (Laplace)", "add-0.01", "Kneser-Ney"}, bpc
+    (add1_best, add1_last), (_, kn_last) = bpc["add-1 (Laplace)"], bpc["Kneser-Ney"]
+    assert add1_last > add1_best and kn_last < add1_last, bpc
+
+    # masking: about 15% of the text tokens selected, most of them replaced by [MASK]
+    masking = _stdout(_tagged(nb, "masking"))
+    picked, eligible = map(int, re.search(r"(\d+) of (\d+) text tokens selected", masking).groups())
+    assert 0.08 < picked / eligible < 0.22, masking
+    made = {how: int(n) for how, n in re.findall(r"(\[MASK\]|random|kept):\s+(\d+)", masking)}
+    assert sum(made.values()) == picked and made["[MASK]"] > picked / 2, made
+
+    # the comparison table has the four models, and says which predict the next token and which a masked one
+    table = _stdout(_tagged(nb, "compare")).strip().splitlines()
+    assert len(table) == 5 and table[0].split()[:3] == ["model", "objective", "predicts"], table
+    assert [("next token" in line, "masked token" in line) for line in table[1:]].count((True, False)) == 3, table
+    assert sum("masked token" in line for line in table) == 1, table
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "IsNext: B follows A" in text and "NotNext: B is from another document" in text
+    pages = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert not any("<script" in p.lower() for p in pages), "the views must not contain scripts"
+    assert sum('class="wb-batch"' in p for p in pages) >= 4, "expected the causal, masked and two pair batches"
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 7, f"expected sparsity, smoothing, two comparisons, three masks; got {len(figures)} figures"
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "00_quickstart.ipynb": _check_quickstart,
     "01_tokenization.ipynb": _check_tokenization,
+    "03_objectives.ipynb": _check_objectives,
 }
 
 

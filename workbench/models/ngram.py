@@ -288,3 +288,54 @@ class NGramLM(LanguageModel):
         """
         logits = self.probs(input_ids).log().float()  # (B, T, V); log 0 cannot happen: every level mixes in 1/V
         return ModelOutput(logits=logits)
+
+
+# --- sparsity ------------------------------------------------------------------------------------
+
+_KEY_LIMIT = 1 << 62
+"""n-gram keys are built as ``key * V + token``; past this they are renumbered first (no overflow)."""
+
+
+def unseen_fractions(train_ids: torch.Tensor, val_ids: torch.Tensor, max_n: int) -> list[float]:
+    """For n = 1 .. ``max_n``: the fraction of the n-grams of the stream ``val_ids`` that never
+    occur in the stream ``train_ids``, counted by occurrence (one n-gram per position of
+    ``val_ids`` with n-1 tokens before it inside ``val_ids``; an n-gram crossing from one stream
+    into the other belongs to neither). It is the share of validation predictions an unsmoothed
+    n-gram (relative frequencies) would give probability 0. NaN for an n longer than ``val_ids``.
+
+    Vectorised: each n-gram is an integer key, ``key * V + token`` built from its (n-1)-gram
+    prefix's key, and renumbered by ``torch.unique`` only when the next key could overflow int64
+    (so any vocabulary and any n work); membership is one ``torch.isin`` per order.
+
+    >>> train, val = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 3])
+    >>> [round(f, 3) for f in unseen_fractions(train, val, 4)]  # 3 | 1 3 | 0 1 3 | (none)
+    [0.333, 0.5, 1.0, nan]
+    """
+    if not (isinstance(max_n, int) and max_n >= 1):
+        raise ValueError(f"max_n must be an integer >= 1, got {max_n!r}")
+    train = torch.as_tensor(train_ids, dtype=torch.long).flatten().cpu()
+    val = torch.as_tensor(val_ids, dtype=torch.long).flatten().cpu()
+    ids = torch.cat([train, val])
+    if len(ids) and int(ids.min()) < 0:
+        raise ValueError("token ids must be >= 0")
+    V = int(ids.max()) + 1 if len(ids) else 1
+    split = len(train)
+    key = ids  # key[i] identifies the n-gram ids[i : i + n]
+    out: list[float] = []
+    for n in range(1, max_n + 1):
+        if n > 1:
+            if len(key) and int(key.max()) >= _KEY_LIMIT // V:
+                key = torch.unique(key, return_inverse=True)[1]  # same n-grams, small ids
+            key = key[:-1] * V + ids[n - 1 :]
+        seen, grams = key[: max(split - n + 1, 0)], key[split:]  # n-grams starting in train / in val
+        out.append(float((~torch.isin(grams, seen)).double().mean()) if len(grams) else math.nan)
+    return out
+
+
+def unseen_fraction(train_ids: torch.Tensor, val_ids: torch.Tensor, n: int) -> float:
+    """The fraction of ``val_ids``' n-grams never seen in ``train_ids`` (see :func:`unseen_fractions`).
+
+    >>> unseen_fraction(torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 3]), 2)
+    0.5
+    """
+    return unseen_fractions(train_ids, val_ids, n)[-1]
