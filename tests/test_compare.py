@@ -51,6 +51,20 @@ def test_the_budget_ends_a_long_run_early_with_a_final_evaluation(wb_home) -> No
     assert steps == [0, info.step]  # evaluated at the start and where the budget ended it
 
 
+def test_the_steps_are_fitted_to_the_budget_keeping_the_presets_proportions() -> None:
+    from workbench.compare import fit_to_budget
+
+    cfgs = standard_configs(budget_s=3, size="nano", models=["gpt", "ngram"], overrides={"eval_chars": 2048})
+    gpt = fit_to_budget(cfgs["gpt"], 3.0)
+    preset = cfgs["gpt"].train
+    t = gpt.train
+    assert t.max_steps != preset.max_steps and t.max_time_s == 3.0  # the budget stays the hard stop
+    assert t.max_steps // t.eval_interval == preset.max_steps // preset.eval_interval  # as many evaluations
+    assert t.warmup_steps == round(preset.warmup_steps * t.max_steps / preset.max_steps)
+    assert gpt.model == cfgs["gpt"].model and gpt.objective == cfgs["gpt"].objective
+    assert fit_to_budget(cfgs["ngram"], 3.0) is cfgs["ngram"]  # counting reads its split: nothing to fit
+
+
 @pytest.mark.parametrize("argv,field", [
     (["--models", "gpt,rnn"], "models"),
     (["--budget-s", "0"], "budget_s"),

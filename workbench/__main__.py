@@ -149,9 +149,10 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
     cmp = sub.add_parser("compare", help="train n-gram, LSTM, GPT and BERT on one corpus, one time budget each, "
                                          "and compare their bits per character",
                          description="Train the standard set (n-gram, LSTM, GPT with causal LM, BERT with masked "
-                                     "LM) one after the other, each until its time budget or its preset's max_steps; "
-                                     "print a table and write a figure of bits per character against wall time and "
-                                     "tokens seen. Each model is an ordinary run in the store.")
+                                     "LM) one after the other, each with the steps that fill its time budget (timed on "
+                                     "this machine just before it trains, so its learning-rate schedule ends at the "
+                                     "budget); print a table and write a figure of bits per character against wall "
+                                     "time and tokens seen. Each model is an ordinary run in the store.")
     cmp.add_argument("--corpus", default="shakespeare", help="built-in corpus name or a .txt path (default: shakespeare)")
     cmp.add_argument("--budget-s", type=float, default=120.0, help="wall-clock seconds per model (default: 120)")
     cmp.add_argument("--models", default=",".join(STANDARD), help=f"comma-separated subset of {','.join(STANDARD)}")
@@ -159,6 +160,8 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
                      help="which preset of each family: nano (seconds) or cpu (learns visibly in minutes; default)")
     cmp.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="where to train (default: auto)")
     cmp.add_argument("--eval-chars", type=int, default=None, help="validation characters scored (default: the preset's)")
+    cmp.add_argument("--keep-steps", action="store_true",
+                     help="train each preset's own max_steps instead, the budget only as a cap")
     cmp.add_argument("--out", type=Path, default=None,
                      help="the figure's path, .html (default: $WORKBENCH_HOME/compare/compare-<time>.html)")
     cli_tokenizers.add_parser(sub)
@@ -289,7 +292,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for cfg in configs.values():  # refuse a bad corpus or setting before anything trains
         preflight(cfg, store.home)
     print(f"training {', '.join(configs)} on {args.corpus!r}, up to {args.budget_s:g} s each", file=sys.stderr)
-    rows = run_compare(configs, store, progress=None)
+    rows = run_compare(configs, store, progress=None, fit_steps=not args.keep_steps)
     print(compare_table(rows))
     path = write_figure(compare_figure(rows, title=f"{args.corpus}: bits per character, {args.budget_s:g} s per model"), out)
     print(f"figure: {path}\nruns: {' '.join(r.run_id for r in rows)} (compare them on the dashboard's Runs page)",

@@ -15,6 +15,7 @@ the figure (one self-contained HTML file, plotly inlined: it opens offline).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ SIZES = ("nano", "cpu")
 def standard_configs(corpus: str = "shakespeare", budget_s: float = 120.0, size: str = "cpu",
                      models: Sequence[str] = STANDARD, overrides: Mapping[str, Any] | None = None) -> dict[str, RunConfig]:
     """One config per model of the set: its preset on ``corpus``, ending after ``budget_s``
-    seconds (or at the preset's ``max_steps``, whichever comes first).
+    seconds (or at ``max_steps``, whichever comes first; :func:`run_compare` sets the steps that
+    fill the budget).
 
     >>> cfgs = standard_configs(budget_s=30, size="nano")
     >>> list(cfgs), cfgs["bert"].objective.name, cfgs["gpt"].train.max_time_s
@@ -108,13 +110,50 @@ def summarize(store: RunStore, run_id: str, label: str | None = None) -> Compare
     )
 
 
+def fit_to_budget(cfg: RunConfig, budget_s: float, eval_share: float = 0.15, probe_steps: int = 20) -> RunConfig:
+    """``cfg`` with as many steps as fit ``budget_s`` on this machine, so its whole schedule
+    (warm-up, then the cosine decay to ``min_lr``) ends at the budget instead of being cut in the
+    middle or leaving most of it unused: ``probe_steps`` training steps of a throwaway copy are
+    timed (after two untimed ones), ``1 - eval_share`` of the budget is given to training steps,
+    and the warm-up and the number of evaluations keep the preset's proportions. ``max_time_s``
+    stays the hard stop. Families fitted by counting are returned as they are (their presets
+    read the whole split in seconds)."""
+    from .experiment import build_experiment
+    from .trainer import Trainer
+
+    if "counting" in cfg.model.capabilities:
+        return cfg
+    exp = build_experiment(cfg)
+    trainer = Trainer(exp.model, exp.objective, exp.train_data, exp.eval_set, cfg.train, cfg.seq_len, progress=False)
+    for step in (1, 2):  # first calls allocate and warm caches
+        trainer.train_step(step)
+    trainer.check_finite()
+    t0 = time.perf_counter()
+    for step in range(3, 3 + probe_steps):
+        trainer.train_step(step)
+    trainer.check_finite()  # waits for the device
+    step_s = (time.perf_counter() - t0) / probe_steps
+    t = cfg.train
+    steps = max(t.warmup_steps + 2, int(budget_s * (1 - eval_share) / step_s))
+    evals = max(1, t.max_steps // t.eval_interval)
+    return apply_overrides(cfg, {"max_steps": steps, "warmup_steps": round(t.warmup_steps * steps / t.max_steps),
+                                 "eval_interval": max(1, steps // evals), "log_interval": min(t.log_interval, steps)})
+
+
 def run_compare(configs: Mapping[str, RunConfig], store: RunStore | None = None,
-                progress: bool | None = False) -> list[CompareRow]:
-    """Train each config in turn (one at a time: they must not share the CPU) and summarize it."""
+                progress: bool | None = False, fit_steps: bool = True) -> list[CompareRow]:
+    """Train each config in turn (one at a time: they must not share the CPU) and summarize it.
+    With ``fit_steps``, a config with a time budget first gets the steps that fill it
+    (:func:`fit_to_budget`, measured just before it trains)."""
     from .pipeline import train
 
     store = store or RunStore()
-    return [summarize(store, train(cfg, store, progress=progress), label) for label, cfg in configs.items()]
+    rows = []
+    for label, cfg in configs.items():
+        if fit_steps and cfg.train.max_time_s > 0:
+            cfg = fit_to_budget(cfg, cfg.train.max_time_s)
+        rows.append(summarize(store, train(cfg, store, progress=progress), label))
+    return rows
 
 
 def _count(x: float) -> str:
