@@ -429,3 +429,14 @@ def test_a_remote_visitor_trains_a_teaching_bpe_only_within_the_cap(home, remote
     at.button(key="tk_train").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     assert "teaching-bpe 280 · small.txt" in _texts(at.subheader)
+
+
+def test_a_published_tokenizer_without_mask_is_an_inline_error_for_masked_lm(home):
+    at = _app()
+    at.selectbox(key="train_preset").set_value("bert-nano").run()
+    at.selectbox(key="tf_tok_choice").set_value("pretrained").run()
+    at.text_input(key="tf_tok_pretrained_pretrained").set_value(_gpt2()).run()
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert "[MASK]" in _texts(at.error) and "fix **pretrained** above" in _raw(at.markdown)
+    assert RunStore(home).list_runs() == []
