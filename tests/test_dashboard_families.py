@@ -321,6 +321,20 @@ def test_monitor_shows_masked_lm_accuracy_and_says_what_is_predicted(home) -> No
     assert any("masked tokens" in c.value for c in at.caption)
 
 
+def test_monitor_of_mlm_nsp_shows_both_accuracies(home) -> None:
+    import json
+
+    from workbench.pipeline import train
+
+    cfg = apply_overrides(workbench.presets.get_preset("bert-mlm-nsp-nano"),
+                          {"max_steps": 6, "eval_interval": 3, "eval_chars": 2048, "batch_size": 4, "n_embd": 32})
+    run_id = train(cfg, RunStore(home))
+    at = _app(run=run_id, page="monitor")
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Validation accuracy" in titles and "Next-sentence accuracy" in titles
+    assert "0.5 is chance" in _texts(at.caption)
+
+
 def test_monitor_of_an_ngram_run_shows_bits_per_character_not_an_optimizer(home) -> None:
     import json
 

@@ -194,6 +194,10 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
         if "val/acc" in series:
             _chart(plots.metric_figure(series, "val/acc", title="Validation accuracy"),
                    f"How often the most likely token is right, predicting {predicts}.", "acc", run_id)
+        if "val/nsp_acc" in series:
+            _chart(plots.metric_figure(series, "val/nsp_acc", title="Next-sentence accuracy"),
+                   "How often the model tells whether segment B follows segment A (half the pairs do: "
+                   "0.5 is chance).", "nsp_acc", run_id)
         left, right = st.columns(2)
         with left:
             _chart(plots.metric_figure(series, "val/ppl", title="Validation perplexity", log_y=True),
