@@ -26,7 +26,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, needed_special_tokens
 from .corpora import Corpus, corpus_from_text, load_corpus
 from .experiment import fit_tokenizer, tokenize
 from .objectives import Batch, Objective, build_objective
@@ -122,7 +122,7 @@ def example_batch(cfg: RunConfig, rows: int = 2, seed: int = 0, home: Path | Non
     if tokenizer is None:
         tokenizer = fit_tokenizer(cfg, preview, objective, home)
     else:  # already loaded by the caller (a published one: loading it again costs seconds)
-        missing = [t for t in objective.special_tokens if tokenizer.token_to_id(t) is None]
+        missing = [t for t in needed_special_tokens(cfg) if tokenizer.token_to_id(t) is None]
         if missing:
             raise TokenizerError(f"this tokenizer has no {' '.join(missing)}; pick an objective that does not need "
                                  f"them, or a tokenizer that has them")

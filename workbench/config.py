@@ -143,6 +143,11 @@ class ObjectiveConfig(Section):
     name: str = "causal_lm"
     """Training objective: the registry name in ``workbench.objectives.OBJECTIVES``."""
 
+    def extra_special_tokens(self, seq_len: int) -> tuple[str, ...]:
+        """Special tokens these settings need at a window of ``seq_len``, beyond the objective's
+        fixed ``special_tokens`` (span corruption: one sentinel per span); see :func:`needed_special_tokens`."""
+        return ()
+
 
 @dataclass
 class DataConfig(Section):
@@ -272,6 +277,12 @@ def objective_special_tokens(name: str) -> tuple[str, ...]:
     return OBJECTIVES[name].special_tokens
 
 
+def needed_special_tokens(cfg: RunConfig) -> tuple[str, ...]:
+    """Every special token a run's tokenizer must have: its objective's, and those its settings
+    need at its window (a trained tokenizer gets them; a kept or published one must have them)."""
+    return (*objective_special_tokens(cfg.objective.name), *cfg.objective.extra_special_tokens(cfg.seq_len))
+
+
 def tokenizer_required_specials(kind: str) -> tuple[str, ...]:
     from .tokenizers import TOKENIZERS
 
@@ -321,7 +332,7 @@ class RunConfig:
         if isinstance(self.train, dict):
             self.train = TrainConfig.from_dict(self.train)  # type: ignore[assignment]
         # the vocabulary must hold the special tokens the objective asks for
-        self.tokenizer.check_vocab(self.tokenizer.special_tokens(objective_special_tokens(self.objective.name)))
+        self.tokenizer.check_vocab(self.tokenizer.special_tokens(needed_special_tokens(self)))
         needs = objective_needs(self.objective.name)
         missing = sorted(needs - self.model.capabilities)
         require(not missing, "objective",

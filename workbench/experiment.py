@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, needed_special_tokens
 from .corpora import BUILTIN_CORPORA, Corpus, CorpusError, corpus_fingerprint, corpus_from_text, load_corpus, read_text_file
 from .models import LanguageModel, build_model
 from .objectives import EvalSet, Objective, TokenizedCorpus, TokenizedDoc, build_objective
@@ -55,7 +55,7 @@ def fit_tokenizer(cfg: RunConfig, train: Corpus, objective: Objective, home: Pat
     validation must not leak into); validation text it cannot spell becomes [UNK], and the
     tokenizer statistics report how often. A kept tokenizer comes from ``home``'s library (the
     run store's home; default ``$WORKBENCH_HOME``)."""
-    return build_tokenizer(cfg.tokenizer, train.text, objective.special_tokens, home=home)
+    return build_tokenizer(cfg.tokenizer, train.text, needed_special_tokens(cfg), home=home)
 
 
 def estimate_vocab_size(cfg: RunConfig, text: str | None = None, home: Path | None = None) -> int:
@@ -67,7 +67,7 @@ def estimate_vocab_size(cfg: RunConfig, text: str | None = None, home: Path | No
     if isinstance(tok, CharConfig):
         corpus = corpus_from_text(text) if text is not None else load_corpus(cfg.data.corpus)
         train, _ = corpus.split(cfg.data.val_fraction)
-        needed = build_objective(cfg.objective).special_tokens
+        needed = needed_special_tokens(cfg)
         return len(set(train.text)) + len(tok.special_tokens(needed))
     if isinstance(tok, SavedConfig):
         from .tokenizers.library import TokenizerLibrary
@@ -135,7 +135,7 @@ def preflight(cfg: RunConfig, home: Path | None = None) -> None:
     loaded = None
     if isinstance(cfg.tokenizer, (SavedConfig, PretrainedConfig)):  # loaded, not trained: check it now
         try:
-            loaded = build_tokenizer(cfg.tokenizer, "", build_objective(cfg.objective).special_tokens, home=home)
+            loaded = build_tokenizer(cfg.tokenizer, "", needed_special_tokens(cfg), home=home)
         except TokenizerError as exc:  # gone, unreadable, or without a special token the objective needs
             field = "saved_name" if isinstance(cfg.tokenizer, SavedConfig) else "pretrained"
             raise ConfigError(field, str(exc)) from exc

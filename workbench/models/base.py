@@ -28,7 +28,10 @@ class ModelOutput:
     head. ``all_hidden_states`` (embeddings, then each layer; when asked) and ``attentions``
     (one (B, nh, T, T) tensor per layer; when asked) are for inspection and probes.
     ``pooled`` and ``nsp_logits`` are filled in only by families with a pooler and a
-    next-sentence head (BERT); the others leave them None.
+    next-sentence head (BERT); the others leave them None. Encoder-decoders (``seq2seq``) return
+    the decoder's logits, hidden states and self-attention in the fields above, and their
+    encoder's output, encoder self-attention and the decoder's cross-attention (decoder positions
+    x encoder positions) in the ``encoder_*`` and ``cross_attentions`` fields.
     """
 
     logits: torch.Tensor  # (B, T, vocab)
@@ -37,6 +40,9 @@ class ModelOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # n_layer tensors (B, nh, T, T)
     pooled: torch.Tensor | None = None  # (B, C), sequence summary of encoders with a pooler (BERT's [CLS])
     nsp_logits: torch.Tensor | None = None  # (B, 2), next-sentence head of encoders that have one
+    encoder_hidden_states: torch.Tensor | None = None  # (B, S, C), encoder output of encoder-decoders
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None  # encoder layers' (B, nh, S, S), when asked
+    cross_attentions: tuple[torch.Tensor, ...] | None = None  # decoder layers' (B, nh, T, S), when asked
 
 
 class LanguageModel(nn.Module):

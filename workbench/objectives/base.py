@@ -77,6 +77,8 @@ class Batch:
     attention_mask: torch.Tensor | None = None  # (B, T), 1 = real token, 0 = padding
     token_type_ids: torch.Tensor | None = None  # (B, T), segment of each token (0 = A, 1 = B), BERT's pairs
     label_chars: torch.Tensor | None = None  # (B, T), characters each label token spells (evaluation)
+    decoder_input_ids: torch.Tensor | None = None  # (B, T'), encoder-decoders: the targets shifted right
+    decoder_attention_mask: torch.Tensor | None = None  # (B, T'), 1 = real decoder position, 0 = padding
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
