@@ -168,21 +168,27 @@ class Objective(ABC):
         >>> [(p["input"], p["target"], p["segment"], p["attention"]) for p in CausalLM().describe_batch(b)]
         [('5', '6', 0, 1), ('6', '7', 0, 1), ('7', '—', 0, 1)]
         """
-        show = getattr(tokenizer, "display_token", None) or str
-        ids = batch.input_ids[row].tolist()
-        labels = batch.labels[row].tolist()
-        n = len(ids)
-        segments = batch.token_type_ids[row].tolist() if batch.token_type_ids is not None else [0] * n
-        attention = batch.attention_mask[row].tolist() if batch.attention_mask is not None else [1] * n
-        return [{"position": pos, "input": show(i), "target": IGNORED if y == IGNORE_INDEX else show(y),
-                 "segment": seg, "attention": att}
-                for pos, (i, y, seg, att) in enumerate(zip(ids, labels, segments, attention))]
+        return describe_positions(batch, tokenizer, row)
 
     def attention_mask_matrix(self, batch: Batch, row: int = 0) -> torch.Tensor:
         """The (T, T) bool matrix of which keys each query of row ``row`` may attend to: causal
         (lower-triangular) when the objective needs a causal model, bidirectional otherwise;
         padding keys hidden either way (see :func:`attention_mask_matrix`)."""
         return attention_mask_matrix(batch, row, causal="causal" in self.needs)
+
+
+def describe_positions(batch: Batch, tokenizer: Any = None, row: int = 0) -> list[dict[str, Any]]:
+    """What :meth:`Objective.describe_batch` returns by default (its docstring says what each
+    field means); objectives that say more (masked LM: how a position was made) start from it."""
+    show = getattr(tokenizer, "display_token", None) or str
+    ids = batch.input_ids[row].tolist()
+    labels = batch.labels[row].tolist()
+    n = len(ids)
+    segments = batch.token_type_ids[row].tolist() if batch.token_type_ids is not None else [0] * n
+    attention = batch.attention_mask[row].tolist() if batch.attention_mask is not None else [1] * n
+    return [{"position": pos, "input": show(i), "target": IGNORED if y == IGNORE_INDEX else show(y),
+             "segment": seg, "attention": att}
+            for pos, (i, y, seg, att) in enumerate(zip(ids, labels, segments, attention))]
 
 
 def attention_mask_matrix(batch: Batch, row: int = 0, causal: bool = False) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..config import ObjectiveConfig, require
 from ..metrics import bits_per_char, perplexity
-from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus
+from .base import IGNORE_INDEX, IGNORED, Batch, LossOutput, Objective, TokenizedCorpus, describe_positions
 from .words import doc_word_starts, stream_word_starts, word_ids
 
 PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
@@ -345,10 +345,6 @@ def _content_len(seq_len: int) -> int:
     return seq_len - 2
 
 
-IGNORED = "—"
-"""How :func:`describe_batch` shows a position without a target."""
-
-
 def describe_batch(batch: Batch, tokenizer: Any = None, row: int = 0, mask_id: int | None = None) -> list[dict[str, Any]]:
     """One dict per position of row ``row``: ``input`` (the token fed in), ``target`` (the token
     to predict, or "—" where the loss ignores it), ``made`` ("[MASK]", "random" or "kept" at
@@ -362,19 +358,10 @@ def describe_batch(batch: Batch, tokenizer: Any = None, row: int = 0, mask_id: i
     >>> [(p["input"], p["target"], p["made"], p["attention"]) for p in describe_batch(b, mask_id=3)]
     [('1', '—', '', 1), ('3', '8', '[MASK]', 1), ('9', '9', 'kept', 1), ('7', '6', 'random', 1), ('2', '—', '', 1), ('0', '—', '', 0)]
     """
-    show = getattr(tokenizer, "display_token", None) or str
-    ids = batch.input_ids[row].tolist()
-    labels = batch.labels[row].tolist()
-    n = len(ids)
-    segments = batch.token_type_ids[row].tolist() if batch.token_type_ids is not None else [0] * n
-    attention = batch.attention_mask[row].tolist() if batch.attention_mask is not None else [1] * n
-    out = []
-    for pos, (i, y, seg, att) in enumerate(zip(ids, labels, segments, attention)):
-        shown = show(i)
-        is_mask = i == mask_id or shown == MASK
-        made = "" if y == IGNORE_INDEX else "kept" if i == y else "[MASK]" if is_mask else "random"
-        out.append({"position": pos, "input": shown, "target": IGNORED if y == IGNORE_INDEX else show(y),
-                    "made": made, "segment": seg, "attention": att})
+    out = describe_positions(batch, tokenizer, row)
+    for p, i, y in zip(out, batch.input_ids[row].tolist(), batch.labels[row].tolist()):
+        is_mask = i == mask_id or p["input"] == MASK
+        p["made"] = "" if y == IGNORE_INDEX else "kept" if i == y else "[MASK]" if is_mask else "random"
     return out
 
 
