@@ -438,3 +438,22 @@ def test_runs_labels_curves_by_what_they_predict_when_the_objectives_differ(two_
     at.multiselect(key="cmp_runs").set_value([gpt]).run()  # one task: plain labels, no warning
     (chart,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert not chart["data"][0]["name"].endswith("token") and "not the same task" not in _texts(at.caption)
+
+
+def test_sample_page_fills_the_gaps_of_a_span_corruption_run(home) -> None:
+    from workbench.pipeline import train
+
+    cfg = apply_overrides(workbench.presets.get_preset("t5-nano"),
+                          {"max_steps": 4, "eval_interval": 2, "eval_chars": 2048, "batch_size": 4, "n_embd": 32})
+    run_id = train(cfg, RunStore(home))
+    at = _app(run=run_id, page="sample")
+    assert "span corruption" in _texts(at.info)
+    at.text_area(key="s_prompt_fill").set_value("ROMEO: But <extra_id_0> what light")
+    at.slider(key="s_temp").set_value(0.0)
+    at.button[0].click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    out = at.code[0].value
+    assert out.startswith("ROMEO: But ") and "what light" in out and "<extra_id_0> →" in out
+    at.text_area(key="s_prompt_fill").set_value("no gap here")
+    at.button[0].click().run()
+    assert not at.exception and "write <extra_id_0>" in _texts(at.error)  # a user mistake: said, no traceback

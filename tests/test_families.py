@@ -22,6 +22,7 @@ TINY_MODEL = {
     "lstm": {"n_layer": 1, "n_embd": 64, "seq_len": 32},
     "gru": {"n_layer": 1, "n_embd": 64, "seq_len": 32},
     "ngram": {"n": 3, "seq_len": 32},
+    "seq2seq": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
 }
 """A few-second setting of every family (a family added without one fails the test below)."""
 

@@ -51,14 +51,18 @@ class AttentionMaps:
 
 @torch.no_grad()
 def capture(model: nn.Module, ids: list[int] | torch.Tensor, tokens: list[str] | None = None) -> AttentionMaps:
-    """Attention weights of ``model`` on one sequence ``ids`` (eager path, eval mode)."""
+    """Attention weights of ``model`` on one sequence ``ids`` (eager path, eval mode); for an
+    encoder-decoder, its encoder's (cross-attention needs a decoder sequence to go with the text)."""
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         x = torch.as_tensor(ids, dtype=torch.long, device=device).view(1, -1)  # (1, T)
-        out = model(x, output_attentions=True)
-        weights = torch.stack([a[0] for a in out.attentions]).float().cpu().numpy()  # (L, nh, T, T)
+        if "seq2seq" in model.config.capabilities:  # the encoder's self-attention over the probe text
+            _, attentions = model.encode(x, output_attentions=True)
+        else:
+            attentions = model(x, output_attentions=True).attentions
+        weights = torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (L, nh, T, T)
     finally:
         model.train(was_training)
     return AttentionMaps(weights, tokens or [str(i) for i in x[0].tolist()])

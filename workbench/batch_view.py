@@ -68,7 +68,7 @@ class BatchExample:
 
     @property
     def causal(self) -> bool:
-        return "causal" in self.objective.needs
+        return bool({"causal", "seq2seq"} & self.objective.needs)  # an encoder-decoder's view is its decoder's
 
     @property
     def matrix(self) -> torch.Tensor:

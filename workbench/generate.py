@@ -41,6 +41,9 @@ def generate(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     config = getattr(model, "config", None)
+    if config is not None and "seq2seq" in config.capabilities:
+        raise ValueError(f"a {config.arch} model maps an input text to an output text; it does not continue text: "
+                         f"decode it with workbench.seq2seq_decode (greedy, sampling or beam search)")
     if config is not None and "causal" not in config.capabilities:
         raise ValueError(f"a {config.arch} model reads both sides of a token: it fills in masked tokens, it does not "
                          f"continue text; sample from a run of a causal model (e.g. gpt or lstm)")

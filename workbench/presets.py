@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from .config import DataConfig, RunConfig, TrainConfig, require
 from .tokenizers import BPEConfig
-from .models import BERTConfig, GPTConfig, GRUConfig, LSTMConfig, NGramConfig
-from .objectives import MaskedLMConfig, MLMNSPConfig
+from .models import BERTConfig, GPTConfig, GRUConfig, LSTMConfig, NGramConfig, Seq2SeqConfig
+from .objectives import MaskedLMConfig, MLMNSPConfig, SpanCorruptionConfig
 
 
 def _preset_gpt_nano() -> RunConfig:
@@ -144,6 +144,31 @@ def _preset_ngram_cpu() -> RunConfig:
     )
 
 
+def _preset_t5_nano() -> RunConfig:
+    """A tiny encoder-decoder (2+2 layers, 64 wide) pre-trained as T5 with span corruption
+    (15 % of the tokens in spans of 3, each span a sentinel): seconds on a CPU."""
+    return RunConfig(
+        model=Seq2SeqConfig(n_layer=2, n_head=2, n_embd=64, block_size=64),
+        objective=SpanCorruptionConfig(),
+        data=DataConfig(),
+        train=TrainConfig(max_steps=200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=20,
+                          eval_interval=50, log_interval=10),
+        preset="t5-nano",
+    )
+
+
+def _preset_t5_cpu() -> RunConfig:
+    """Encoder-decoder 4+4 layers, 4 heads, 128 wide, span corruption: a few minutes on a CPU."""
+    return RunConfig(
+        model=Seq2SeqConfig(n_layer=4, n_head=4, n_embd=128, block_size=64),
+        objective=SpanCorruptionConfig(),
+        data=DataConfig(),
+        train=TrainConfig(max_steps=1000, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=50,
+                          eval_interval=100, log_interval=10),
+        preset="t5-cpu",
+    )
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "gpt-nano": _preset_gpt_nano,
     "gpt-cpu": _preset_gpt_cpu,
@@ -158,6 +183,8 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "bert-mlm-nsp-cpu": _preset_bert_mlm_nsp_cpu,
     "ngram-nano": _preset_ngram_nano,
     "ngram-cpu": _preset_ngram_cpu,
+    "t5-nano": _preset_t5_nano,
+    "t5-cpu": _preset_t5_cpu,
 }
 
 

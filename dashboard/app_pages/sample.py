@@ -7,6 +7,7 @@ import streamlit as st
 import common
 import guard
 from workbench.generate import sample_text
+from workbench.objectives.span_corruption import fill_spans
 from workbench.pipeline import checkpoint_path, load_run_model
 from workbench.runstore import RunStore
 from workbench.tokenizers import UNK, TokenizerError
@@ -40,9 +41,17 @@ def _unknown_pieces(tokenizer, text: str) -> list[str]:
     return list(dict.fromkeys(text[a:b] or UNK for i, (a, b) in zip(ids, offsets) if i == unk))
 
 
+# a span-corruption run (T5) does not continue text: it fills in the spans marked by sentinels
+FILLS = (info.config.get("objective") or {}).get("name") == "span"
+if FILLS:
+    st.info("This run was trained with span corruption (T5): write `<extra_id_0>`, `<extra_id_1>`, … where "
+            "text is missing, and the model writes those spans.", icon=":material/edit_note:")
+
 with st.form("sample_form"):
-    st.text_area("Prompt", key="s_prompt", value="ROMEO:\n", height=100,
-                 help="The text to continue. Leave it empty to start from a new line.")
+    st.text_area("Text with gaps" if FILLS else "Prompt", key="s_prompt" + ("_fill" if FILLS else ""),
+                 value="ROMEO:\nBut soft, what <extra_id_0> through yonder <extra_id_1> breaks?" if FILLS else "ROMEO:\n",
+                 height=100, help="Sentinels mark the gaps, numbered from 0." if FILLS else
+                 "The text to continue. Leave it empty to start from a new line.")
     c = st.columns(6)
     c[0].number_input("New tokens", 1, 2000, value=200, step=50, key="s_max_new")
     c[1].slider("Temperature", 0.0, 2.0, value=0.8, step=0.05, key="s_temp")
@@ -73,10 +82,15 @@ if go:
         st.error(f"Could not load the {used} checkpoint of run {guard.code(info.id)}: {guard.md(guard.redact(exc))}",
                  icon=":material/error:")
         st.stop()
+    prompt = ss["s_prompt_fill"] if FILLS else ss["s_prompt"]
+    sampling = (float(ss["s_temp"]), int(ss["s_top_k"]) or None, float(ss["s_top_p"]) if ss["s_top_p"] < 1.0 else None,
+                int(ss["s_seed"]))
     try:
-        text = sample_text(model, tokenizer, ss["s_prompt"], int(ss["s_max_new"]), float(ss["s_temp"]),
-                           int(ss["s_top_k"]) or None, float(ss["s_top_p"]) if ss["s_top_p"] < 1.0 else None,
-                           int(ss["s_seed"]))
+        if FILLS:
+            text, spans = fill_spans(model, tokenizer, prompt, min(int(ss["s_max_new"]), model.max_context), *sampling)
+            text += "\n\n" + "\n".join(f"<extra_id_{i}> → {s!r}" for i, s in enumerate(spans))
+        else:
+            text = sample_text(model, tokenizer, prompt, int(ss["s_max_new"]), *sampling)
     except TokenizerError as exc:
         ss.pop("sample_out", None)
         st.error(
@@ -87,7 +101,7 @@ if go:
         ss.pop("sample_out", None)
         st.error(f"Run {guard.code(info.id)} cannot be sampled: {guard.md(exc)}.", icon=":material/error:")
     else:
-        unknown = _unknown_pieces(tokenizer, ss["s_prompt"])
+        unknown = _unknown_pieces(tokenizer, prompt)
         if unknown:
             shown = " ".join(guard.code(p) for p in unknown[:20]) + (" …" if len(unknown) > 20 else "")
             note = ((note + "\n\n") if note else "") + (

@@ -14,6 +14,7 @@ from .bert import BERT, BERTConfig
 from .gpt import GPT, GPTConfig
 from .ngram import NGramConfig, NGramLM
 from .rnn import GRUConfig, LSTMConfig, RNNLanguageModel
+from .seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,10 @@ FAMILIES: dict[str, Family] = {
     "lstm": Family(LSTMConfig, RNNLanguageModel),
     "gru": Family(GRUConfig, RNNLanguageModel),
     "ngram": Family(NGramConfig, NGramLM),
+    "seq2seq": Family(Seq2SeqConfig, Seq2SeqTransformer),
 }
 
-__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "GRUConfig", "LSTMConfig", "RNNLanguageModel", "LanguageModel", "ModelOutput", "NGramConfig", "NGramLM", "build_model"]
+__all__ = ["BERT", "BERTConfig", "FAMILIES", "GPT", "GPTConfig", "GRUConfig", "LSTMConfig", "RNNLanguageModel", "Seq2SeqConfig", "Seq2SeqTransformer", "LanguageModel", "ModelOutput", "NGramConfig", "NGramLM", "build_model"]
 
 
 def build_model(config: ModelConfig) -> LanguageModel:

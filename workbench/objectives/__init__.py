@@ -11,17 +11,19 @@ from .base import IGNORE_INDEX, Batch, EvalSet, LossOutput, Objective, Tokenized
 from .causal_lm import CausalLM, CausalLMConfig
 from .masked_lm import MaskedLM, MaskedLMConfig
 from .nsp import MaskedLMWithNSP, MLMNSPConfig, NextSentencePrediction, NSPConfig
+from .span_corruption import SpanCorruption, SpanCorruptionConfig
 
 OBJECTIVES: dict[str, type[Objective]] = {
     CausalLM.name: CausalLM,
     MaskedLM.name: MaskedLM,
     NextSentencePrediction.name: NextSentencePrediction,
     MaskedLMWithNSP.name: MaskedLMWithNSP,
+    SpanCorruption.name: SpanCorruption,
 }
 
 __all__ = ["IGNORE_INDEX", "Batch", "EvalSet", "LossOutput", "Objective", "TokenizedCorpus", "TokenizedDoc",
            "CausalLM", "CausalLMConfig", "MaskedLM", "MaskedLMConfig", "MaskedLMWithNSP",
-           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "OBJECTIVES", "build_objective"]
+           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "SpanCorruption", "SpanCorruptionConfig", "OBJECTIVES", "build_objective"]
 
 
 def build_objective(config: ObjectiveConfig) -> Objective:
