@@ -3,6 +3,9 @@
 The model maps ids to outputs and nothing else; objectives own the loss. The trunk
 (:class:`GPTTrunk`, ids -> hidden states) is separate from the vocabulary head, as in HF's
 ``GPT2Model`` + ``lm_head``, so other heads can sit on the same trunk.
+
+Opt-in, the same trunk runs XLNet's two streams for permutation language modelling
+(``perm_mask``; see :meth:`GPTTrunk.two_stream`); without it nothing changes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .layers import MAX_BLOCK_SIZE, Block, LayerNorm, padding_to_allowed, sinuso
 class GPTConfig(ModelConfig):
     """Shape of a GPT decoder. ``block_size`` is the longest context the model can attend over."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"causal", "attention"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"causal", "attention", "permutation"})
     context_setting: ClassVar[str] = "block_size"
 
     arch: str = "gpt"
@@ -125,6 +128,57 @@ class GPTTrunk(nn.Module):
         x = self.ln_f(x)
         return x, (tuple(hidden) if output_hidden_states else None), (tuple(attentions) if output_attentions else None)
 
+    def two_stream(
+        self,
+        idx: torch.Tensor,
+        perm_mask: torch.Tensor,
+        mask_token_id: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """XLNet's two-stream attention (Yang et al. 2019, section 2.3) through these blocks.
+
+        ``perm_mask`` (B, T, T), truthy where token i may *not* see token j (HF's convention).
+        The content stream h starts from tokens + positions and its query i attends to key j iff
+        ``not perm_mask[i, j] or i == j``. The query stream g starts from the mask embedding (the
+        ``mask_token_id`` row of the token table; the position alone when None) + positions, no
+        token content; its query i attends to the *content* (h of the layer below) of j iff
+        ``not perm_mask[i, j] and i != j``: it never sees its own token (XLNet lets the query of
+        a non-predicted token see itself; its output is never scored). Both streams go through
+        the same blocks, and positions are this model's absolute ones (XLNet uses relative
+        positions with segment recurrence). ``attention_mask`` (B, T): padding keys hidden.
+
+        Returns (h (B, T, C), g (B, T, C), both after the final norm, the query stream after the
+        embeddings and each layer or None, per layer weights (B, nh, 2T, T) or None: rows 0..T-1
+        the content stream's, T..2T-1 the query stream's).
+        """
+        B, T = idx.size()
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than the model's block_size={self.config.block_size}")
+        if perm_mask.shape != (B, T, T):
+            raise ValueError(f"perm_mask must have shape (B, T, T) = {(B, T, T)}, got {tuple(perm_mask.shape)}")
+        pos = torch.arange(T, device=idx.device)  # (T,)
+        pos_emb = self.wpe(pos) if self.wpe is not None else self.pos_table[:T]  # (T, C)
+        h = self.drop(self.wte(idx) * self.embed_scale + pos_emb)  # (B, T, C)
+        query = pos_emb if mask_token_id is None else self.wte.weight[mask_token_id] * self.embed_scale + pos_emb
+        g = self.drop(query.expand(B, T, -1))  # (B, T, C): where each token is, never what it is
+        hidden = perm_mask.bool()  # (B, T, T)
+        eye = torch.eye(T, dtype=torch.bool, device=idx.device)
+        allowed = torch.cat([~hidden | eye, ~hidden & ~eye], dim=1)[:, None]  # (B, 1, 2T, T)
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.bool()[:, None, None, :]
+        states: list[torch.Tensor] = [g] if output_hidden_states else []
+        attentions: list[torch.Tensor] = []
+        for block in self.blocks:
+            h, g, weights = block.two_stream(h, g, allowed, need_weights=output_attentions)
+            if output_hidden_states:
+                states.append(g)
+            if weights is not None:
+                attentions.append(weights)
+        return (self.ln_f(h), self.ln_f(g), (tuple(states) if output_hidden_states else None),
+                (tuple(attentions) if output_attentions else None))
+
 
 class GPT(LanguageModel):
     """Decoder-only transformer in the GPT-2 / nanoGPT mould: ``trunk`` + ``lm_head``."""
@@ -169,12 +223,33 @@ class GPT(LanguageModel):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        mask_token_id: int | None = None,
     ) -> ModelOutput:
         """``input_ids`` (B, T) -> logits (B, T, vocab). ``output_attentions`` takes the eager path.
 
         ``attention_mask``: (B, T) with 1 for real tokens and 0 for padding (as in HF), or a
         bool (B, 1|nh, T, T) 'may attend' mask; the causal triangle is always applied on top.
+
+        ``perm_mask`` (B, T, T), 1 where token i may not see token j, switches to XLNet's two
+        streams (:meth:`GPTTrunk.two_stream`; no causal triangle, ``attention_mask`` only (B, T)):
+        logits, ``hidden_states`` and ``attentions`` (B, nh, T, T) are the query stream's, each
+        position predicted from the tokens it may see and never from itself; ``mask_token_id``
+        picks the query stream's start. ``target_mapping`` (B, P, T), one-hot rows as in HF's
+        XLNet, keeps only P predicted positions: logits (B, P, vocab).
         """
+        if perm_mask is not None:
+            if attention_mask is not None and attention_mask.dim() != 2:
+                raise ValueError("with perm_mask, attention_mask must be a (B, T) padding mask")
+            _, g, all_g, weights = self.trunk.two_stream(input_ids, perm_mask, mask_token_id, attention_mask,
+                                                         output_attentions, output_hidden_states)
+            if target_mapping is not None:
+                g = torch.einsum("bpt,btc->bpc", target_mapping.to(g.dtype), g)  # (B, P, C)
+            T = input_ids.size(1)
+            query_weights = tuple(w[:, :, T:] for w in weights) if weights is not None else None  # (B, nh, T, T)
+            return ModelOutput(logits=self.lm_head(g), hidden_states=g, all_hidden_states=all_g,
+                               attentions=query_weights)
         x, all_hidden, attentions = self.trunk(input_ids, attention_mask, output_attentions, output_hidden_states)
         logits = self.lm_head(x)  # (B, T, vocab)
         return ModelOutput(logits=logits, hidden_states=x, all_hidden_states=all_hidden, attentions=attentions)

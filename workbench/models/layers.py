@@ -76,6 +76,41 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads: (B, T, C)
         return self.resid_dropout(self.proj(y)), weights
 
+    def two_stream(
+        self, h: torch.Tensor, g: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """XLNet's two-stream attention with this layer's weights: queries from the content
+        stream ``h`` and the query stream ``g`` (both (B, T, C)), keys and values from ``h`` only.
+
+        No causal triangle: ``allowed`` (B, 1|nh, 2T, T) says everything, rows 0..T-1 for h's
+        queries and T..2T-1 for g's. A query allowed no key at all (first in the order with every
+        other token hidden) gets a zero output, an attention over nothing, not a leak of itself.
+        Returns (h update, g update, weights (B, nh, 2T, T) or None).
+        """
+        B, T, C = h.size()
+        hs = C // self.n_head
+        q_h, k, v = self.qkv(h).split(C, dim=2)
+        bias = self.qkv.bias[:C] if self.qkv.bias is not None else None
+        q_g = F.linear(g, self.qkv.weight[:C], bias)  # g only asks: its keys and values are never read
+        q = torch.cat([q_h, q_g], dim=1).view(B, 2 * T, self.n_head, hs).transpose(1, 2)  # (B, nh, 2T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        empty = ~allowed.any(dim=-1, keepdim=True)  # (B, 1|nh, 2T, 1)
+        # an empty row looks at its own position only so softmax stays finite; zeroed below
+        allowed = allowed | (empty & torch.eye(T, dtype=torch.bool, device=h.device).repeat(2, 1))
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, 2T, T)
+            weights = F.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1).masked_fill(empty, 0.0)
+            y = self.attn_dropout(weights) @ v  # (B, nh, 2T, hs)
+        else:
+            dropout_p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+            y = y.masked_fill(empty, 0.0)  # (B, nh, 2T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, 2 * T, C)  # (B, 2T, C)
+        y = self.resid_dropout(self.proj(y))
+        return y[:, :T], y[:, T:], weights
+
 
 def padding_to_allowed(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """A caller's mask as bool 'may attend' of shape (B, 1|nh, T|1, T).
@@ -142,6 +177,14 @@ class Block(nn.Module):
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, weights
+
+    def two_stream(
+        self, h: torch.Tensor, g: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The block on both XLNet streams with the same weights (see :meth:`SelfAttention.two_stream`)."""
+        a_h, a_g, weights = self.attn.two_stream(self.ln_1(h), self.ln_1(g), allowed, need_weights)
+        h, g = h + a_h, g + a_g
+        return h + self.mlp(self.ln_2(h)), g + self.mlp(self.ln_2(g)), weights
 
 
 def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from .base import IGNORE_INDEX, Batch, EvalSet, LossOutput, Objective, Tokenized
 from .causal_lm import CausalLM, CausalLMConfig
 from .masked_lm import MaskedLM, MaskedLMConfig
 from .nsp import MaskedLMWithNSP, MLMNSPConfig, NextSentencePrediction, NSPConfig
+from .permutation_lm import PermutationLM, PermutationLMConfig
 from .span_corruption import SpanCorruption, SpanCorruptionConfig
 
 OBJECTIVES: dict[str, type[Objective]] = {
@@ -19,11 +20,12 @@ OBJECTIVES: dict[str, type[Objective]] = {
     NextSentencePrediction.name: NextSentencePrediction,
     MaskedLMWithNSP.name: MaskedLMWithNSP,
     SpanCorruption.name: SpanCorruption,
+    PermutationLM.name: PermutationLM,
 }
 
 __all__ = ["IGNORE_INDEX", "Batch", "EvalSet", "LossOutput", "Objective", "TokenizedCorpus", "TokenizedDoc",
            "CausalLM", "CausalLMConfig", "MaskedLM", "MaskedLMConfig", "MaskedLMWithNSP",
-           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "SpanCorruption", "SpanCorruptionConfig", "OBJECTIVES", "build_objective"]
+           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "SpanCorruption", "SpanCorruptionConfig", "PermutationLM", "PermutationLMConfig", "OBJECTIVES", "build_objective"]
 
 
 def build_objective(config: ObjectiveConfig) -> Objective:
