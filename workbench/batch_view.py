@@ -126,6 +126,7 @@ def example_batch(cfg: RunConfig, rows: int = 2, seed: int = 0, home: Path | Non
         if missing:
             raise TokenizerError(f"this tokenizer has no {' '.join(missing)}; pick an objective that does not need "
                                  f"them, or a tokenizer that has them")
+    objective.use_tokenizer(tokenizer)
     data = objective.prepare(tokenize(tokenizer, preview, char_lengths=objective.wants_char_lengths))
     batch = objective.make_batch(data, rows, cfg.seq_len, torch.Generator().manual_seed(seed))
     describe_pair = getattr(objective, "describe_pair", None)  # sentence pairs: what the pair label means

@@ -98,6 +98,7 @@ def build_experiment(cfg: RunConfig, tokenizer: Tokenizer | None = None, home: P
     train, val = corpus.split(cfg.data.val_fraction)
     objective = build_objective(cfg.objective)
     tokenizer = tokenizer or fit_tokenizer(cfg, train, objective, home)
+    objective.use_tokenizer(tokenizer)
     seq_len = cfg.seq_len
     train_tok = tokenize(tokenizer, train, char_lengths=objective.wants_char_lengths)
     passages = tokenize(tokenizer, Corpus(val.name, val.passages(cfg.data.eval_chars), val.separator),

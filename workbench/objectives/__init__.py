@@ -12,6 +12,7 @@ from .causal_lm import CausalLM, CausalLMConfig
 from .masked_lm import MaskedLM, MaskedLMConfig
 from .nsp import MaskedLMWithNSP, MLMNSPConfig, NextSentencePrediction, NSPConfig
 from .permutation_lm import PermutationLM, PermutationLMConfig
+from .seq2seq_tasks import Seq2SeqTask, Seq2SeqTaskConfig
 from .span_corruption import SpanCorruption, SpanCorruptionConfig
 
 OBJECTIVES: dict[str, type[Objective]] = {
@@ -21,11 +22,12 @@ OBJECTIVES: dict[str, type[Objective]] = {
     MaskedLMWithNSP.name: MaskedLMWithNSP,
     SpanCorruption.name: SpanCorruption,
     PermutationLM.name: PermutationLM,
+    Seq2SeqTask.name: Seq2SeqTask,
 }
 
 __all__ = ["IGNORE_INDEX", "Batch", "EvalSet", "LossOutput", "Objective", "TokenizedCorpus", "TokenizedDoc",
            "CausalLM", "CausalLMConfig", "MaskedLM", "MaskedLMConfig", "MaskedLMWithNSP",
-           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "SpanCorruption", "SpanCorruptionConfig", "PermutationLM", "PermutationLMConfig", "OBJECTIVES", "build_objective"]
+           "MLMNSPConfig", "NextSentencePrediction", "NSPConfig", "SpanCorruption", "SpanCorruptionConfig", "PermutationLM", "PermutationLMConfig", "Seq2SeqTask", "Seq2SeqTaskConfig", "OBJECTIVES", "build_objective"]
 
 
 def build_objective(config: ObjectiveConfig) -> Objective:

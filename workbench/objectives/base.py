@@ -135,6 +135,10 @@ class Objective(ABC):
     def __init__(self, config: ObjectiveConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls(name=self.name)
 
+    def use_tokenizer(self, tokenizer: Any) -> None:
+        """Called with the run's tokenizer before ``prepare`` and ``eval_batches``: objectives that
+        make their examples from text (seq2seq tasks) keep it; the others need nothing."""
+
     @abstractmethod
     def prepare(self, corpus: TokenizedCorpus) -> Any:
         """Turn a split's tokenized documents into whatever ``make_batch`` samples from."""
