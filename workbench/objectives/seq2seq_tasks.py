@@ -46,6 +46,7 @@ from ..config import ConfigError, ObjectiveConfig, require
 from ..corpora import Document, split_point
 from ..metrics import bits_per_char, perplexity
 from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus, attention_mask_matrix
+from .span_corruption import decoder_loss
 
 PAD, EOS = "[PAD]", "[SEP]"
 TASKS = ("reverse-words", "pig-latin")
@@ -321,21 +322,7 @@ class Seq2SeqTask(Objective):
         """Cross-entropy over the target tokens and [SEP] (the mean for backward). Sums: ``nll``,
         ``tokens``, ``correct`` (argmax == target); with ``target_text``, ``text_nll`` (the target
         tokens alone); ``chars`` with ``label_chars``."""
-        logits = model(batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids,
-                       decoder_attention_mask=batch.decoder_attention_mask).logits  # (B, T', V)
-        labels = batch.labels  # (B, T')
-        each = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="none").view_as(labels)  # 0 where ignored
-        nll = each.sum()
-        labelled = labels != IGNORE_INDEX
-        tokens = labelled.sum()
-        sums = {"nll": nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
-        text = getattr(batch, "target_text", None)
-        if text is not None:
-            sums["text_nll"] = (each.detach() * text).sum()
-        if batch.label_chars is not None:
-            sums["chars"] = (batch.label_chars * labelled).sum()
-        return LossOutput(loss=nll / tokens.clamp(min=1), sums=sums)
+        return decoder_loss(model, batch, getattr(batch, "target_text", None), "text")
 
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
         """Over all target tokens and [SEP]: ``loss`` (mean NLL), ``ppl``, ``acc`` (top-1); ``bpc``:

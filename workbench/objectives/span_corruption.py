@@ -221,22 +221,7 @@ class SpanCorruption(Objective):
         """Cross-entropy over the target tokens, sentinels and EOS included (the mean for backward).
         Sums: ``nll``, ``tokens``, ``correct`` (argmax == target), and with ``span_labels``
         ``span_nll`` / ``span_tokens`` (the span tokens' predictions alone); ``chars`` with ``label_chars``."""
-        logits = model(batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids,
-                       decoder_attention_mask=batch.decoder_attention_mask).logits  # (B, T', V)
-        labels = batch.labels  # (B, T')
-        each = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="none").view_as(labels)  # 0 where ignored
-        nll = each.sum()
-        labelled = labels != IGNORE_INDEX
-        tokens = labelled.sum()
-        sums = {"nll": nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
-        span = getattr(batch, "span_labels", None)
-        if span is not None:
-            sums["span_nll"] = (each.detach() * span).sum()
-            sums["span_tokens"] = span.sum()
-        if batch.label_chars is not None:
-            sums["chars"] = (batch.label_chars * labelled).sum()
-        return LossOutput(loss=nll / tokens.clamp(min=1), sums=sums)
+        return decoder_loss(model, batch, getattr(batch, "span_labels", None), "span")
 
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
         """Over all target tokens: mean NLL (``loss``), ``ppl``, ``acc`` (top-1). Over the span
@@ -281,6 +266,28 @@ class SpanCorruption(Objective):
         :meth:`describe_batch` shows. The encoder is bidirectional over its real tokens and every
         decoder position cross-attends to all of them."""
         return attention_mask_matrix(_decoder_side(batch), row, causal=True)
+
+
+def decoder_loss(model: nn.Module, batch: Batch, text: torch.Tensor | None = None, name: str = "text") -> LossOutput:
+    """An encoder-decoder's cross-entropy over the decoder's targets (the mean for backward), for
+    every objective that trains one. Sums: ``nll``, ``tokens``, ``correct`` (argmax == target);
+    with a ``text`` mask (B, T') of the targets that spell text, ``<name>_nll`` and
+    ``<name>_tokens`` over those alone; ``chars`` with ``label_chars``."""
+    logits = model(batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids,
+                   decoder_attention_mask=batch.decoder_attention_mask).logits  # (B, T', V)
+    labels = batch.labels  # (B, T')
+    each = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="none").view_as(labels)  # 0 where ignored
+    nll = each.sum()
+    labelled = labels != IGNORE_INDEX
+    tokens = labelled.sum()
+    sums = {"nll": nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
+    if text is not None:
+        sums[f"{name}_nll"] = (each.detach() * text).sum()
+        sums[f"{name}_tokens"] = text.sum()
+    if batch.label_chars is not None:
+        sums["chars"] = (batch.label_chars * labelled).sum()
+    return LossOutput(loss=nll / tokens.clamp(min=1), sums=sums)
 
 
 def _decoder_side(batch: Batch) -> Batch:
