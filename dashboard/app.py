@@ -48,7 +48,7 @@ common.PAGES = {
     "train": st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),
     "monitor": st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     "attention": st.Page("app_pages/attention.py", title="Attention", icon=":material/grid_on:"),
-    "sample": st.Page("app_pages/sample.py", title="Sample", icon=":material/edit_note:"),
+    "sample": st.Page("app_pages/sample.py", title="Sample / Translate", icon=":material/edit_note:"),
     "tokenizers": st.Page("app_pages/tokenizers.py", title="Tokenizers", icon=":material/text_fields:"),
     "runs": st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:"),
 }

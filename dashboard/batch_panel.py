@@ -28,8 +28,14 @@ def _batch_preview(cfg_json: str, corpus_key: str, seed: int, _text: str | None,
     the built-in corpus, ``_tokenizer`` is the config's published tokenizer when the page has it
     loaded (the tokenizer section, in the key, names it)."""
     ex = batch_view.example_batch(RunConfig.from_dict(json.loads(cfg_json)), seed=seed, text=_text, tokenizer=_tokenizer)
+    if ex.content_matrices:  # two-stream attention: both masks of each row, side by side
+        figures = [[batch_view.mask_figure(m, ex.tokens(r), title=batch_view.QUERY_STREAM),
+                    batch_view.mask_figure(c, ex.tokens(r), title=batch_view.CONTENT_STREAM)]
+                   for r, (m, c) in enumerate(zip(ex.matrices, ex.content_matrices))]
+    else:
+        figures = [[batch_view.mask_figure(m, ex.tokens(r), ex.causal)] for r, m in enumerate(ex.matrices)]
     return {"tables": [batch_view.batch_table_html(d) for d in ex.descriptions], "pairs": ex.pairs,
-            "figures": [batch_view.mask_figure(m, ex.tokens(r), ex.causal) for r, m in enumerate(ex.matrices)],
+            "encoders": [batch_view.batch_table_html(d) for d in ex.encoders], "figures": figures,
             "predicts": ex.predicts, "chars": ex.preview_chars}
 
 
@@ -78,5 +84,16 @@ def show(cfg: RunConfig | None, error: ConfigError | Any, upload: bytes | None, 
         c[1].button("Draw another batch", key=key_prefix + "batch_redraw", icon=":material/casino:", on_click=next_batch)
         if view["pairs"]:
             st.caption(f"Pair label: {guard.md(view['pairs'][row])}. Segment A is shaded blue, B violet.")
+        if view["encoders"]:
+            st.caption("**Encoder input** (it reads the whole row at once, both directions):")
+            st.html(view["encoders"][row])
+            st.caption("**Decoder**: its input is the target shifted right behind a start token; it predicts "
+                       "each target from the ones before it and, by cross-attention, the whole encoder input.")
         st.html(view["tables"][row])
-        st.plotly_chart(view["figures"][row], key="batch_mask", config={"displaylogo": False})
+        figures = view["figures"][row]
+        if len(figures) > 1:
+            st.caption("Two-stream attention: the query stream predicts a token from its position alone (it "
+                       "cannot see its own content); the content stream, which later tokens read, includes it. "
+                       "'predicted #' above is each predicted token's step in the factorization order.")
+        for i, (col, fig) in enumerate(zip(st.columns(len(figures)), figures)):
+            col.plotly_chart(fig, key=f"batch_mask_{i}" if i else "batch_mask", config={"displaylogo": False})

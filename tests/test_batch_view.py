@@ -157,3 +157,19 @@ def test_the_mask_figure_labels_both_axes_with_the_tokens_and_says_which_mask():
     assert title.startswith("Bidirectional") and "padding hidden" in title
     assert mask_figure(nsp.matrices[padded], nsp.tokens(padded), causal=True).layout.title.text.startswith("Causal")
     assert "&lt;b&gt;" in mask_figure(torch.ones(1, 1, dtype=torch.bool), ["<b>"]).data[0].x[0]
+
+
+def test_the_permutation_lm_shows_each_predicted_tokens_place_in_the_order():
+    ex = example_batch(apply_overrides(get_preset("gpt-nano"), {"objective": "plm", "k": 4}), rows=2, seed=3)
+    for r, rows in enumerate(ex.descriptions):
+        predicted = [p for p in rows if p["target"] != IGNORED]
+        assert all(p["order"] == "ctx" for p in rows if p["target"] == IGNORED)
+        # the predicted tokens take steps 1..n of the order, each once
+        assert sorted(p["order"] for p in predicted) == list(range(1, len(predicted) + 1))
+        # the query stream of the token predicted at step s sees the context and exactly steps 1..s-1
+        query = ex.objective.attention_mask_matrix(ex.batch, r)
+        context = torch.tensor([p["order"] == "ctx" for p in rows])
+        for p in predicted:
+            seen = {q["order"] for q in predicted if query[p["position"], q["position"]]}
+            assert seen == set(range(1, p["order"])) and torch.equal(query[p["position"]] & context, context)
+    assert "predicted #" in batch_table_html(ex.descriptions[0])

@@ -350,6 +350,25 @@ def test_monitor_of_an_ngram_run_shows_bits_per_character_not_an_optimizer(home)
     assert "fitted by counting" in _texts(at.caption)
 
 
+def test_monitor_of_a_seq2seq_task_shows_bleu_rouge_padding_and_decoded_examples(home) -> None:
+    import json
+
+    from workbench.pipeline import train
+
+    cfg = apply_overrides(workbench.presets.get_preset("t5-nano"),
+                          {"objective": "seq2seq", "task": "reverse-words", "max_words": 4, "max_steps": 6,
+                           "eval_interval": 3, "log_interval": 3, "eval_chars": 1024, "batch_size": 4, "n_embd": 32,
+                           "score_examples": 6})
+    run_id = train(cfg, RunStore(home))
+    at = _app(run=run_id, page="monitor")
+    assert not at.exception and not at.error
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert {"Validation BLEU (0-100)", "ROUGE and exact match", "Padding per training batch"} <= set(titles)
+    (table,) = at.dataframe
+    assert list(table.value.columns) == ["source", "target", "output", "exact"] and len(table.value) == 6
+    assert "at step 6" in _texts(at.markdown)
+
+
 # --- what a batch looks like (Train) and what each curve predicts (Runs) --------------------------
 
 def _batch_panel(at):
@@ -388,6 +407,25 @@ def test_the_batch_panel_shows_the_chosen_family_and_objectives_batch(home):
     before = at.html[0].value
     at.button(key="tf_batch_redraw").click().run()  # another seed, another batch
     assert not at.exception and at.html[0].value != before
+
+
+def test_the_batch_panel_shows_both_streams_of_plm_and_both_sides_of_an_encoder_decoder(home):
+    import json
+
+    at = _app()
+    at.selectbox(key="tf_objective").set_value("plm").run()
+    assert not at.exception and not at.error, _texts(at.error)
+    (table,) = [h.value for h in at.html if 'class="wb-batch"' in h.value]
+    assert ">predicted #<" in table and ">ctx<" in table
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert [t.split(":")[0] for t in titles if "stream" in t] == ["Query stream", "Content stream"]
+
+    at.selectbox(key="tf_arch").set_value("seq2seq").run()  # span corruption: sentinels in, spans out
+    assert not at.exception and not at.error, _texts(at.error)
+    encoder, decoder = [h.value for h in at.html if 'class="wb-batch"' in h.value]
+    assert "&lt;extra_id_0&gt;" in encoder and ">target<" not in encoder
+    assert ">target<" in decoder and "&lt;extra_id_0&gt;" in decoder
+    assert "Encoder input" in _texts(_batch_panel(at).caption)
 
 
 def test_a_corpus_the_objective_cannot_use_is_an_inline_error_in_the_batch_panel(home):

@@ -153,8 +153,9 @@ def test_callbacks_attach_by_what_the_model_can_do(tiny_cfg, monkeypatch) -> Non
     store = RunStore()
     run_id = store.create_run({})
     exp = build_experiment(tiny_cfg())
-    kinds = [type(c).__name__ for c in attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, {})]
+    kinds = [type(c).__name__ for c in attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, {},
+                                                          exp.objective)]
     assert kinds == ["StoreLogger", "AttentionSnapshots", "CheckpointCallback"]
     monkeypatch.setattr(GPTConfig, "capabilities", frozenset({"causal"}))  # as an RNN family would say
-    callbacks = attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, {})
+    callbacks = attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, {}, exp.objective)
     assert not any(isinstance(c, AttentionSnapshots) for c in callbacks) and len(callbacks) == 2

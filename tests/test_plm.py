@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from workbench.config import ConfigError
+from workbench.config import ConfigError, RunConfig
 from workbench.corpora import Document
 from workbench.models.gpt import GPT, GPTConfig
 from workbench.objectives.base import IGNORE_INDEX, TokenizedCorpus, TokenizedDoc
@@ -165,10 +165,12 @@ def test_bad_settings_name_their_field() -> None:
     with pytest.raises(ConfigError) as e:
         spans.make_batch(torch.arange(100), 2, 7, torch.Generator().manual_seed(0))
     assert e.value.field == "seq_len"
-    with pytest.raises(ConfigError) as e:
-        PermutationLMConfig(selection="span").extra_special_tokens(63)  # what RunConfig calls with seq_len
-    assert e.value.field == "seq_len"
-    assert PermutationLMConfig(selection="order").extra_special_tokens(63) == ()
+    with pytest.raises(ConfigError) as e:  # RunConfig asks the objective (ObjectiveConfig.check_seq_len)
+        RunConfig.from_dict({"model": {"arch": "gpt", "block_size": 64}, "train": {"seq_len": 63},
+                             "objective": {"name": "plm", "selection": "span"}})
+    assert e.value.field == "seq_len" and "even" in e.value.message
+    RunConfig.from_dict({"model": {"arch": "gpt", "block_size": 64}, "train": {"seq_len": 63},
+                         "objective": {"name": "plm", "selection": "order"}})
     with pytest.raises(ValueError, match="perm_mask"):
         make_model()(torch.zeros(1, T, dtype=torch.long), perm_mask=torch.zeros(1, T, T + 1, dtype=torch.bool))
 

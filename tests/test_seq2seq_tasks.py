@@ -76,7 +76,7 @@ def test_task_pairs_one_per_nonempty_line_truncated_to_max_words() -> None:
 
 def _error(**settings) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        Seq2SeqTaskConfig(**settings)
+        Seq2SeqTaskConfig(**settings).check_inputs()
     assert info.value.field == "task"
     return info.value
 
@@ -275,10 +275,94 @@ def test_tiny_seq2seq_learns_reverse_words_and_scores() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.1 < 2.0 < losses[0]
-    scores = decode_scores(model, obj, tok, obj.eval_pairs, beam_size=1)
+    scores = decode_scores(model, tok, obj.eval_pairs, beam_size=1)
     assert scores["exact_match"] == 1.0 and scores["rougeL"] == pytest.approx(1.0) and scores["count"] == 4
     # lines of under 4 words have no 4-grams: even a perfect corpus of them scores BLEU 0 (sacrebleu's rule)
     refs = [t for _, t in obj.eval_pairs]
     assert scores["bleu"] == bleu(refs, refs) == 0.0
     assert scores["examples"][0] == {"source": "ab cd", "reference": "cd ab", "hypothesis": "cd ab"}
-    assert decode_scores(model, obj, tok, obj.eval_pairs, beam_size=2, max_examples=2)["exact_match"] == 1.0
+    assert decode_scores(model, tok, obj.eval_pairs, beam_size=2, max_examples=2)["exact_match"] == 1.0
+
+
+# --- the tokenizer learns the task's text; a TSV is checked before a run, not when a config loads ----
+
+def test_the_tokenizer_is_trained_on_sources_and_targets(tmp_path) -> None:
+    from workbench import apply_overrides, get_preset
+    from workbench.experiment import build_experiment
+
+    word = {"objective": "seq2seq", "tokenizer": "word", "min_freq": 1, "vocab_size": 50_000, "eval_chars": 2048}
+    pig = build_experiment(apply_overrides(get_preset("t5-nano"), {**word, "task": "pig-latin"}), home=tmp_path)
+    # Pig Latin words exist only in the targets: a tokenizer of the corpus alone would spell them [UNK]
+    assert None not in (pig.tokenizer.token_to_id("ethay"), pig.tokenizer.token_to_id("Ownay"))
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"the cat {i}\tle chat {i}\n" for i in range(40)), encoding="utf-8")
+    tsv = build_experiment(apply_overrides(get_preset("t5-nano"), {**word, "task": f"tsv:{path}"}), home=tmp_path)
+    assert None not in [tsv.tokenizer.token_to_id(w) for w in ("le", "chat", "cat", "12")]
+    assert tsv.tokenizer.token_to_id("39") is None  # the last tenth of the pairs is validation
+    assert tsv.tokenizer.token_to_id("ROMEO") is None  # a TSV task never reads the corpus
+
+
+def test_a_missing_tsv_is_refused_before_a_run_but_a_stored_config_still_loads(tmp_path) -> None:
+    from workbench import apply_overrides, get_preset
+    from workbench.config import RunConfig
+    from workbench.experiment import estimate_vocab_size, preflight
+
+    path = tmp_path / "pairs.tsv"
+    path.write_text("a b\tc d\n" * 20, encoding="utf-8")
+    cfg = apply_overrides(get_preset("t5-nano"), {"objective": "seq2seq", "task": f"tsv:{path}"})
+    preflight(cfg, tmp_path)
+    from workbench.experiment import build_experiment
+
+    # exact for characters: the TSV's 6 (not Shakespeare's ~65) and the special tokens
+    assert estimate_vocab_size(cfg) == build_experiment(cfg, home=tmp_path).tokenizer.vocab_size < 6 + 5
+    path.unlink()
+    stored = RunConfig.from_dict(cfg.to_dict())  # the run's page can still show it
+    assert stored.objective.task == f"tsv:{path}"
+    with pytest.raises(ConfigError) as info:
+        preflight(stored, tmp_path)
+    assert info.value.field == "task" and "no TSV file" in info.value.message
+
+
+# --- a run logs what its decoder writes: BLEU/ROUGE/exact match at each evaluation, and padding ------
+
+def _tiny_task_run(tmp_path, **settings):
+    from workbench import apply_overrides, get_preset
+    from workbench.pipeline import train
+    from workbench.runstore import RunStore
+
+    cfg = apply_overrides(get_preset("t5-nano"), {"objective": "seq2seq", "task": "reverse-words", "max_words": 4,
+                                                   "n_embd": 32, "block_size": 32, "eval_chars": 1024,
+                                                   "max_steps": 12, "eval_interval": 6, "log_interval": 3,
+                                                   "batch_size": 8, **settings})
+    store = RunStore(tmp_path / "home")
+    return store, train(cfg, store=store, progress=False)
+
+
+def test_a_task_run_logs_decoding_scores_and_padding_at_each_evaluation(tmp_path) -> None:
+    import json
+
+    from workbench.pipeline import load_run_model
+    from workbench.scoring import decode_scores
+
+    store, run_id = _tiny_task_run(tmp_path, score_examples=5)
+    series = store.metric_series(run_id)
+    for key in ("val/bleu", "val/rouge1", "val/rouge2", "val/rougeL", "val/exact_match"):
+        assert series[key][0] == series["val/loss"][0] == [0, 6, 12], key  # every evaluation, untrained included
+    steps, padding = series["padding_fraction"]
+    assert steps == [3, 6, 9, 12] and all(0.0 <= p < 1.0 for p in padding)
+    # the last evaluation's scores are what the final weights decode (the last checkpoint is step 12)
+    model, tok, cfg = load_run_model(store, run_id, "last")
+    exp_pairs = json.loads(store.artifacts(run_id, "decoded")[-1][1].read_text(encoding="utf-8"))
+    assert exp_pairs["step"] == 12 and exp_pairs["count"] == 5 and len(exp_pairs["examples"]) == 5
+    pairs = [(e["source"], e["reference"]) for e in exp_pairs["examples"]]
+    again = decode_scores(model, tok, pairs)
+    assert [e["hypothesis"] for e in again["examples"]] == [e["hypothesis"] for e in exp_pairs["examples"]]
+    assert series["val/rougeL"][1][-1] == pytest.approx(again["rougeL"])
+
+
+def test_score_examples_zero_decodes_nothing(tmp_path) -> None:
+    store, run_id = _tiny_task_run(tmp_path, score_examples=0, max_steps=6)
+    series = store.metric_series(run_id)
+    assert "val/loss" in series and "val/bleu" not in series and not store.artifacts(run_id, "decoded")
+    with pytest.raises(ConfigError, match="score_examples"):
+        Seq2SeqTaskConfig(score_examples=-1)

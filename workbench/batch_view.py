@@ -30,7 +30,7 @@ from .config import RunConfig, needed_special_tokens
 from .corpora import Corpus, corpus_from_text, load_corpus
 from .experiment import fit_tokenizer, tokenize
 from .objectives import Batch, Objective, build_objective
-from .objectives.base import IGNORED, predicts_label
+from .objectives.base import IGNORE_INDEX, IGNORED, describe_positions, predicts_label
 from .plots import _show_tokens
 from .tokenizers import Tokenizer, TokenizerError
 
@@ -55,6 +55,12 @@ class BatchExample:
     """``objective.attention_mask_matrix`` of each row: (T, T) bool, query x key."""
     pairs: list[str]
     """For sentence pairs, what each row's pair label means ("IsNext: B follows A"); else empty."""
+    encoders: list[list[dict[str, Any]]]
+    """For encoder-decoders, what each row's encoder reads (one dict per position: ``position``,
+    ``input``, ``attention``); ``descriptions`` are the decoder's. Else empty."""
+    content_matrices: list[torch.Tensor]
+    """For the permutation LM, each row's content-stream mask ((T, T): the query stream's plus
+    the token itself); ``matrices`` are the query stream's. Else empty."""
     preview_chars: int
     """Characters of the training split the tokenizer was fit on and the batch drawn from."""
 
@@ -131,12 +137,22 @@ def example_batch(cfg: RunConfig, rows: int = 2, seed: int = 0, home: Path | Non
     batch = objective.make_batch(data, rows, cfg.seq_len, torch.Generator().manual_seed(seed))
     describe_pair = getattr(objective, "describe_pair", None)  # sentence pairs: what the pair label means
     pairs = [describe_pair(batch, tokenizer, r)["means"] for r in range(rows)] if describe_pair else []
+    content = getattr(objective, "content_mask_matrix", None)  # two-stream attention: the other stream
     return BatchExample(
         config=cfg, objective=objective, tokenizer=tokenizer, batch=batch,
         descriptions=[objective.describe_batch(batch, tokenizer, r) for r in range(rows)],
         matrices=[objective.attention_mask_matrix(batch, r) for r in range(rows)],
         pairs=pairs, preview_chars=len(preview),
+        encoders=[_describe_encoder(batch, tokenizer, r) for r in range(rows)] if batch.decoder_input_ids is not None else [],
+        content_matrices=[content(batch, r) for r in range(rows)] if content else [],
     )
+
+
+def _describe_encoder(batch: Batch, tokenizer: Tokenizer, row: int) -> list[dict[str, Any]]:
+    """What an encoder-decoder's encoder reads in row ``row`` (sentinels included): no targets."""
+    side = Batch(input_ids=batch.input_ids, labels=torch.full_like(batch.input_ids, IGNORE_INDEX),
+                 attention_mask=batch.attention_mask)
+    return [{k: v for k, v in p.items() if k not in ("target", "segment")} for p in describe_positions(side, tokenizer, row)]
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -169,9 +185,13 @@ def batch_table_html(rows: Sequence[dict[str, Any]]) -> str:
     """
     has_made = any("made" in p for p in rows)
     has_segments = any(p.get("segment") for p in rows)
-    fields = [("position", "position"), ("input", "input"), ("target", "target")]
+    fields = [("position", "position"), ("input", "input")]
+    if any("target" in p for p in rows):  # an encoder's row has inputs only
+        fields.append(("target", "target"))
     if has_made:
         fields.append(("made", "masked as"))
+    if any("order" in p for p in rows):  # the permutation LM: each predicted token's step in the order
+        fields.append(("order", "predicted #"))
     if has_segments:
         fields.append(("segment", "segment"))
     body = []
@@ -197,10 +217,17 @@ def batch_table_html(rows: Sequence[dict[str, Any]]) -> str:
             + "".join(body) + "</table></div>")
 
 
-def mask_figure(matrix: torch.Tensor | np.ndarray, tokens: Sequence[str], causal: bool | None = None) -> go.Figure:
+QUERY_STREAM = "Query stream: each token sees the context and the tokens predicted before it, never itself"
+CONTENT_STREAM = "Content stream: what the query stream sees, and the token itself"
+"""Titles of the permutation LM's two masks (:func:`mask_figure`'s ``title``)."""
+
+
+def mask_figure(matrix: torch.Tensor | np.ndarray, tokens: Sequence[str], causal: bool | None = None,
+                title: str | None = None) -> go.Figure:
     """The attention mask as a heatmap: rows are queries, columns keys, filled where the query
-    may attend to the key; token labels on both axes; titled causal or bidirectional (``causal``
-    None: read from the matrix, a hidden real key above the diagonal means causal).
+    may attend to the key; token labels on both axes; titled ``title``, else causal or
+    bidirectional (``causal`` None: read from the matrix, a hidden real key above the diagonal
+    means causal).
 
     >>> fig = mask_figure(torch.ones(2, 2).tril().bool(), ["a", "b"])
     >>> fig.layout.title.text.split(":")[0], list(fig.data[0].x)
@@ -211,8 +238,8 @@ def mask_figure(matrix: torch.Tensor | np.ndarray, tokens: Sequence[str], causal
         real = m.any(axis=0)  # keys some query sees
         causal = bool((np.triu(m == 0, 1) & real[None, :]).any())
     labels = _show_tokens(tokens)
-    title = ("Causal attention mask: each token sees itself and the tokens before it" if causal else
-             "Bidirectional attention mask: each token sees every real token, before and after it")
+    title = title or ("Causal attention mask: each token sees itself and the tokens before it" if causal else
+                      "Bidirectional attention mask: each token sees every real token, before and after it")
     if (~m.any(axis=0)).any():  # keys no query sees: padding
         title += "; padding hidden"
     fig = go.Figure(go.Heatmap(z=m, x=labels, y=labels, colorscale=[[0, "#f4f4f5"], [1, "#2563eb"]], zmin=0, zmax=1,

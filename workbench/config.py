@@ -148,6 +148,15 @@ class ObjectiveConfig(Section):
         fixed ``special_tokens`` (span corruption: one sentinel per span); see :func:`needed_special_tokens`."""
         return ()
 
+    def check_seq_len(self, seq_len: int) -> None:
+        """ConfigError naming ``seq_len`` when these settings cannot use a window of ``seq_len``
+        (the permutation LM's span selection needs it even); called by :class:`RunConfig`."""
+
+    def check_inputs(self) -> None:
+        """ConfigError naming the field when a file these settings name is missing or unreadable.
+        Run before a run starts (``experiment.preflight``), not when a config is loaded: a stored
+        run whose file has gone since must still load, to be looked at."""
+
 
 @dataclass
 class DataConfig(Section):
@@ -349,6 +358,7 @@ class RunConfig:
             f"lower seq_len or raise {setting}",
         )
         self.model.check_seq_len(self.seq_len)
+        self.objective.check_seq_len(self.seq_len)
 
     @property
     def seq_len(self) -> int:

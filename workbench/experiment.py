@@ -52,10 +52,11 @@ def tokenize(tokenizer: Tokenizer, corpus: Corpus, char_lengths: bool = False) -
 def fit_tokenizer(cfg: RunConfig, train: Corpus, objective: Objective, home: Path | None = None) -> Tokenizer:
     """The tokenizer the config names, with the special tokens the objective needs. Every family
     learns from the training split only (what it learns is statistics of the text, which
-    validation must not leak into); validation text it cannot spell becomes [UNK], and the
+    validation must not leak into): the objective's :meth:`~Objective.tokenizer_text` of it (a
+    seq2seq task's sources and targets). Validation text it cannot spell becomes [UNK], and the
     tokenizer statistics report how often. A kept tokenizer comes from ``home``'s library (the
     run store's home; default ``$WORKBENCH_HOME``)."""
-    return build_tokenizer(cfg.tokenizer, train.text, needed_special_tokens(cfg), home=home)
+    return build_tokenizer(cfg.tokenizer, objective.tokenizer_text(train), needed_special_tokens(cfg), home=home)
 
 
 def estimate_vocab_size(cfg: RunConfig, text: str | None = None, home: Path | None = None) -> int:
@@ -68,7 +69,7 @@ def estimate_vocab_size(cfg: RunConfig, text: str | None = None, home: Path | No
         corpus = corpus_from_text(text) if text is not None else load_corpus(cfg.data.corpus)
         train, _ = corpus.split(cfg.data.val_fraction)
         needed = needed_special_tokens(cfg)
-        return len(set(train.text)) + len(tok.special_tokens(needed))
+        return len(set(build_objective(cfg.objective).tokenizer_text(train))) + len(tok.special_tokens(needed))
     if isinstance(tok, SavedConfig):
         from .tokenizers.library import TokenizerLibrary
 
@@ -132,7 +133,8 @@ def preflight(cfg: RunConfig, home: Path | None = None) -> None:
     context (exact for the char tokenizer and for small texts, where the tokenizer is trained
     here; a large text cannot be too short), documents the objective cannot use (one document
     for next-sentence pairs), and a kept or published tokenizer that cannot be loaded or lacks a
-    special token the objective needs."""
+    special token the objective needs, and a file the objective names (a seq2seq task's TSV)."""
+    cfg.objective.check_inputs()
     loaded = None
     if isinstance(cfg.tokenizer, (SavedConfig, PretrainedConfig)):  # loaded, not trained: check it now
         try:

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .attention import AttentionMaps, capture
+from .attention import AttentionMaps, capture, capture_seq2seq
 from .config import ConfigError, RunConfig
 from .overrides import apply_overrides, diff_fields
 from .corpora import corpus_fingerprint, load_corpus
@@ -21,7 +21,9 @@ from .counting import CountingTrainer
 from .experiment import build_experiment, preflight
 from .io import atomic_write, remove_stale_temp_files
 from .models import LanguageModel, build_model
+from .objectives import Objective
 from .runstore import HEARTBEAT_S, RunStore
+from .scoring import ROUGE_TYPES, decode_scores
 from .tokenizers import Tokenizer
 from .trainer import Callback, CheckpointCallback, DivergenceError, Trainer
 
@@ -48,22 +50,73 @@ class StoreLogger(Callback):
         self.store.update_run(self.run_id, step=step, best_val_loss=trainer.state.best_val_loss)
 
 
+class DecodeScores(Callback):
+    """At each evaluation of a seq2seq-task run, decode the first ``max_examples`` validation
+    sources (greedy) and add ``val/bleu``, ``val/rouge1``, ``val/rouge2``, ``val/rougeL`` and
+    ``val/exact_match`` to the evaluation's metrics (it runs before :class:`StoreLogger`, which
+    logs them with the rest); the decoded examples go to ``decoded/step_<n>.json``."""
+
+    SHOWN = 16
+    """Decoded examples kept per evaluation, for the Monitor page."""
+
+    def __init__(self, store: RunStore, run_id: str, pairs: list[tuple[str, str]], tokenizer: Tokenizer,
+                 max_examples: int) -> None:
+        self.store, self.run_id = store, run_id
+        self.pairs, self.tokenizer, self.max_examples = pairs, tokenizer, max_examples
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        scores = decode_scores(trainer.model, self.tokenizer, self.pairs, self.max_examples, show=self.SHOWN)
+        metrics.update({f"val/{k}": float(scores[k]) for k in ("bleu", *ROUGE_TYPES, "exact_match")})
+        step = trainer.state.step
+        path = self.store.run_dir(self.run_id) / "decoded" / f"step_{step:06d}.json"
+        atomic_write(path, json.dumps({"step": step, "count": scores["count"], "examples": scores["examples"]},
+                                      ensure_ascii=False, indent=1))
+        self.store.add_artifact(self.run_id, "decoded", step, path)
+
+
 class AttentionSnapshots(Callback):
-    """At each evaluation, capture attention on the probe text into ``attn/step_<n>.npz``."""
+    """At each evaluation, capture attention on the probe text into ``attn/step_<n>.npz``.
+
+    An encoder-decoder whose objective makes a probe pair (:meth:`Objective.attention_probe`)
+    gets all three of its kinds from one pass: the encoder's in ``attn/step_<n>.npz`` (artifact
+    "attention", what every reader of a run's attention lists), the decoder's in
+    ``attn/decoder_step_<n>.npz`` ("decoder_attention") and the cross-attention in
+    ``attn/cross_step_<n>.npz`` ("cross_attention")."""
+
+    FILES = {"encoder": ("attention", "step"), "decoder": ("decoder_attention", "decoder_step"),
+             "cross": ("cross_attention", "cross_step")}
+    """Kind of map -> (artifact kind, file name prefix)."""
 
     def __init__(self, store: RunStore, run_id: str, probe_ids: list[int], tokenizer: Tokenizer) -> None:
         self.store = store
         self.run_id = run_id
         self.probe_ids = probe_ids
+        self.tokenizer = tokenizer
         self.tokens = [tokenizer.display_token(i) for i in probe_ids]
+        self._pair: tuple[list[int], list[int]] | None = None
+        self._paired = False  # the objective was asked (once: the pair is fixed for the run)
+
+    def _probe_pair(self, trainer: Trainer) -> tuple[list[int], list[int]] | None:
+        if not self._paired:
+            self._pair = trainer.objective.attention_probe(self.probe_ids, self.tokenizer, trainer.model.max_context)
+            self._paired = True
+        return self._pair
 
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         step = trainer.state.step
-        maps = capture(trainer.model, self.probe_ids, self.tokens)
-        maps.step = step
-        path = self.store.run_dir(self.run_id) / "attn" / f"step_{step:06d}.npz"
-        maps.save(path)
-        self.store.add_artifact(self.run_id, "attention", step, path)
+        attn_dir = self.store.run_dir(self.run_id) / "attn"
+        pair = self._probe_pair(trainer) if "seq2seq" in trainer.model.config.capabilities else None
+        if pair is None:
+            maps = {"encoder": capture(trainer.model, self.probe_ids, self.tokens)}
+        else:
+            show = self.tokenizer.display_token
+            maps = capture_seq2seq(trainer.model, pair[0], pair[1], [show(i) for i in pair[0]], [show(i) for i in pair[1]])
+        for name, m in maps.items():
+            artifact, prefix = self.FILES[name]
+            m.step = step
+            path = attn_dir / f"{prefix}_{step:06d}.npz"
+            m.save(path)
+            self.store.add_artifact(self.run_id, artifact, step, path)
 
 
 class Heartbeat:
@@ -97,9 +150,12 @@ class Heartbeat:
 
 
 def attach_callbacks(store: RunStore, run_id: str, model: LanguageModel, probe_ids: list[int],
-                     tokenizer: Tokenizer, meta: dict) -> list[Callback]:
-    """The callbacks a stored run gets, by what its model can do."""
+                     tokenizer: Tokenizer, meta: dict, objective: Objective) -> list[Callback]:
+    """The callbacks a stored run gets, by what its model and objective can do."""
     callbacks: list[Callback] = [StoreLogger(store, run_id)]
+    scored = getattr(objective.config, "score_examples", 0)
+    if scored and getattr(objective, "eval_pairs", None):  # seq2seq tasks: BLEU/ROUGE of what the model writes
+        callbacks.insert(0, DecodeScores(store, run_id, objective.eval_pairs, tokenizer, scored))
     if "attention" in model.config.capabilities and probe_ids:
         callbacks.append(AttentionSnapshots(store, run_id, probe_ids, tokenizer))
     callbacks.append(CheckpointCallback(store.run_dir(run_id) / "ckpt", meta))
@@ -141,7 +197,7 @@ def run_training(
             trainer_cls = CountingTrainer if "counting" in exp.model.config.capabilities else Trainer
             trainer = trainer_cls(
                 exp.model, exp.objective, exp.train_data, exp.eval_set, exp.config.train, exp.config.seq_len,
-                callbacks=[*attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, meta), *callbacks],
+                callbacks=[*attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, meta, exp.objective), *callbacks],
                 progress=progress,
             )
             if resume:
@@ -274,9 +330,16 @@ def load_run_model(store: RunStore, run_id: str, which: str = "best",
     return model.to(device).eval(), tokenizer, cfg
 
 
-def attention_snapshots(store: RunStore, run_id: str) -> list[tuple[int, Path]]:
-    """``(step, path)`` of a run's attention snapshots, oldest first."""
-    return store.artifacts(run_id, "attention")
+def attention_snapshots(store: RunStore, run_id: str, kind: str = "attention") -> list[tuple[int, Path]]:
+    """``(step, path)`` of a run's attention snapshots of artifact ``kind``, oldest first:
+    "attention" (self-attention; an encoder-decoder's encoder), "decoder_attention" or
+    "cross_attention" (encoder-decoders, see :class:`AttentionSnapshots`)."""
+    return store.artifacts(run_id, kind)
+
+
+def cross_attention_snapshots(store: RunStore, run_id: str) -> list[tuple[int, Path]]:
+    """``(step, path)`` of an encoder-decoder run's cross-attention snapshots, oldest first."""
+    return attention_snapshots(store, run_id, "cross_attention")
 
 
 def load_attention(path: str | Path) -> AttentionMaps:

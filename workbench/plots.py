@@ -29,7 +29,12 @@ def plain(text: str) -> str:
 
 
 def _show_tokens(tokens: Sequence[str]) -> list[str]:
-    """Make whitespace visible and labels unique (plotly merges equal category labels)."""
+    """Make whitespace visible and labels unique per axis (plotly merges equal category labels:
+    a repeated token would lose its row), by prefixing each token's position.
+
+    >>> _show_tokens(["a", "a", " ", "\\n", ""])
+    ['0:a', '1:a', '2:·', '3:⏎', '4:∅']
+    """
     out = []
     for i, t in enumerate(tokens):
         t = t.replace("\n", "⏎").replace(" ", "·") or "∅"
@@ -100,6 +105,20 @@ def metric_figure(series: Series, name: str, title: str | None = None, log_y: bo
     return fig
 
 
+def metrics_figure(series: Series, names: Sequence[str], title: str, y_title: str = "",
+                   max_points: int | None = MAX_POINTS) -> go.Figure:
+    """Several metrics of one run on one chart (ROUGE-1/2/L and exact match share a 0-1 axis);
+    the ones the series lacks are left out."""
+    fig = go.Figure()
+    for name in names:
+        if name in series:
+            steps, values = downsample(*series[name], max_points=max_points)
+            fig.add_trace(go.Scatter(x=steps.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=name))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title=y_title, height=300,
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
 def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_points: int | None = MAX_POINTS,
                    tokens_per_step: Mapping[str, int] | None = None,
                    predicts: Mapping[str, str] | None = None) -> go.Figure:
@@ -128,10 +147,17 @@ def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_poi
     return fig
 
 
-def attention_heatmap(weights: np.ndarray, tokens: Sequence[str], title: str = "") -> go.Figure:
-    """One head: rows are queries (attending from), columns are keys (attending to)."""
-    labels = _show_tokens(tokens)
-    fig = go.Figure(go.Heatmap(z=np.asarray(weights), x=labels, y=labels, colorscale="Blues", zmin=0.0, zmax=1.0,
+def attention_heatmap(weights: np.ndarray, tokens: Sequence[str], title: str = "",
+                      key_tokens: Sequence[str] | None = None) -> go.Figure:
+    """One head: rows are queries (attending from), columns are keys (attending to). ``weights``
+    is (T, T) over ``tokens``, or (T, S) with ``key_tokens`` labelling the S columns (cross-attention:
+    decoder rows, encoder columns)."""
+    z = np.asarray(weights)  # (T, S)
+    rows, cols = _show_tokens(tokens), _show_tokens(tokens if key_tokens is None else key_tokens)
+    if z.shape != (len(rows), len(cols)):
+        raise ValueError(f"attention weights of shape {z.shape} do not match {len(rows)} query and "
+                         f"{len(cols)} key tokens")
+    fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, colorscale="Blues", zmin=0.0, zmax=1.0,
                                colorbar={"title": "weight"},
                                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="key (attended to)", yaxis_title="query (attending from)",

@@ -11,14 +11,16 @@ default ``eos_id`` again). ``eos_id=None`` decodes every row to ``max_new_tokens
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .generate import filter_logits
 from .models.seq2seq import Seq2SeqTransformer
+from .objectives.encoder_decoder import EOS, PAD
 
 
 @contextmanager
@@ -228,3 +230,56 @@ def _beam_one(
         elif finished and _best_reachable(max(scores), t, max_new_tokens, length_penalty) <= finished[0][0]:
             break  # no open hypothesis can beat the best finished one any more
     return finished[0][1]
+
+
+# --- text in, text out ------------------------------------------------------------------------------
+
+START = PAD
+"""The layout the seq2seq objectives train (``objectives.encoder_decoder``): the encoder reads
+``source [SEP]``, the decoder starts from ``[PAD]`` and ends its target with ``[SEP]``."""
+
+
+def encode_sources(tokenizer: Any, texts: Sequence[str], block_size: int,
+                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``source [SEP]`` for each text (truncated to ``block_size``), padded with [PAD]:
+    (B, S) ids and (B, S) attention mask (1 on real positions)."""
+    pad, eos = tokenizer.special_id(START), tokenizer.special_id(EOS)
+    rows = [ids[: block_size - 1] + [eos] for ids in tokenizer.encode_batch(list(texts))]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    for j, r in enumerate(rows):
+        input_ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+    mask = (torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    return input_ids.to(device), mask.to(device)
+
+
+def translate(model: Seq2SeqTransformer, tokenizer: Any, texts: Sequence[str], beam_size: int = 1,
+              length_penalty: float = 1.0, max_new_tokens: int | None = None, temperature: float = 0.0,
+              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+              batch_size: int = 32) -> list[str]:
+    """Decode a target text for each source text with a seq2seq-task model.
+
+    ``beam_size`` > 1: beam search (``length_penalty``); otherwise greedy at ``temperature`` 0,
+    sampling (``top_k``, ``top_p``, ``seed``) above it. ``max_new_tokens`` defaults to the
+    decoder's ``block_size``. Each output is cut at its first [SEP] and decoded to text.
+    """
+    if not (isinstance(beam_size, int) and beam_size >= 1):
+        raise ValueError(f"beam_size must be an integer >= 1 (1 = greedy), got {beam_size!r}")
+    if beam_size > 1 and temperature > 0:
+        raise ValueError("beam search is deterministic: use temperature 0 with beam_size > 1, or beam_size 1 to sample")
+    limit = model.config.block_size
+    max_new = limit if max_new_tokens is None else max_new_tokens
+    start, eos = tokenizer.special_id(START), tokenizer.special_id(EOS)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    out: list[str] = []
+    for i in range(0, len(texts), batch_size):
+        input_ids, mask = encode_sources(tokenizer, texts[i : i + batch_size], limit, device)
+        if beam_size > 1:
+            rows = beam_search(model, input_ids, mask, start, eos, max_new, beam_size, length_penalty)
+        else:
+            rows = list(sample_decode(model, input_ids, mask, start, eos, max_new, temperature, top_k, top_p, gen))
+        for row in rows:
+            ids = row.tolist()
+            out.append(tokenizer.decode(ids[: ids.index(eos)] if eos in ids else ids).strip())
+    return out

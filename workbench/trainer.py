@@ -189,6 +189,7 @@ class Trainer:
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         self._checked_step = 0
         self.last_saved_step = 0
+        self._padding: list[float] = []  # padding fractions of the log window's batches (variable-length ones)
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -209,6 +210,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self._batch(step)
+        if getattr(batch, "padding_fraction", None) is not None:  # batches padded to their longest row
+            self._padding.append(float(batch.padding_fraction))
         self.model.train()
         with self._autocast():
             out = self.objective.loss(self.step_model, batch)
@@ -307,6 +310,9 @@ class Trainer:
                         "grad_norm": grad_norm.item(),
                         "tokens_per_s": (self.state.tokens_seen - tokens_at_window) / max(elapsed, 1e-9),
                     }
+                    if self._padding:  # how much of each batch was padding (seq2seq pairs: see bucketing)
+                        metrics["padding_fraction"] = sum(self._padding) / len(self._padding)
+                        self._padding.clear()
                     self._emit("on_log", metrics)
                     if bar is not None:
                         bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", refresh=False)

@@ -9,6 +9,8 @@ long run costs about as much to watch as a short one.
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 import common
@@ -168,6 +170,37 @@ def _chart(fig, caption: str, key: str, run_id: str) -> None:
     st.caption(caption)
 
 
+def _decoding(series: dict, run_id: str) -> None:
+    """A seq2seq task's scores of what the decoder writes (greedy, validation pairs), its last
+    evaluation's examples, and how much of each batch was padding."""
+    left, right = st.columns(2)
+    with left:
+        _chart(plots.metric_figure(series, "val/bleu", title="Validation BLEU (0-100)"),
+               "Corpus BLEU (sacrebleu) of the greedy decodings of validation sources against their targets: "
+               "n-gram overlap up to 4 words. Lines under 4 words score 0 even when right.", "bleu", run_id)
+    with right:
+        _chart(plots.metrics_figure(series, ["val/rouge1", "val/rouge2", "val/rougeL", "val/exact_match"],
+                                    title="ROUGE and exact match", y_title="F-measure / fraction"),
+               "ROUGE-1/2: overlap of words / word pairs; ROUGE-L: longest common subsequence (word order); "
+               "exact match: outputs equal to their target.", "rouge", run_id)
+    decoded = store.artifacts(run_id, "decoded")
+    if decoded:
+        step, path = decoded[-1]
+        try:
+            examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+        except (OSError, ValueError, KeyError):
+            examples = []
+        if examples:
+            st.markdown(f"**What the decoder writes** at step {step} (greedy, validation pairs)")
+            st.dataframe([{"source": e["source"], "target": e["reference"], "output": e["hypothesis"],
+                           "exact": e["hypothesis"].strip() == e["reference"].strip()} for e in examples],
+                         hide_index=True, key=f"decoded_{step}")
+    if "padding_fraction" in series:
+        _chart(plots.metric_figure(series, "padding_fraction", title="Padding per training batch"),
+               "Share of the batch's positions that are padding (pairs padded to the longest in their batch). "
+               "Bucketing pairs by length keeps it near 0; random batches waste about a third.", "padding", run_id)
+
+
 @st.fragment(run_every=None if info.is_terminal else POLL_S)
 def live_panel(run_id: str, was_terminal: bool) -> None:
     try:
@@ -198,6 +231,8 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
             _chart(plots.metric_figure(series, "val/nsp_acc", title="Next-sentence accuracy"),
                    "How often the model tells whether segment B follows segment A (half the pairs do: "
                    "0.5 is chance).", "nsp_acc", run_id)
+        if "val/bleu" in series:
+            _decoding(series, run_id)
         left, right = st.columns(2)
         with left:
             _chart(plots.metric_figure(series, "val/ppl", title="Validation perplexity", log_y=True),

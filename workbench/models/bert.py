@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig, positive_ints, require
 from .base import LanguageModel, ModelOutput
-from .layers import MAX_BLOCK_SIZE, MLP, LayerNorm, SelfAttention, padding_to_allowed
+from .layers import MLP, LayerNorm, SelfAttention, check_attention_shape, padding_to_allowed
 
 
 @dataclass
@@ -61,20 +61,11 @@ class BERTConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         require(self.arch == "bert", "arch", f"BERTConfig is for arch 'bert', got {self.arch!r}")
-        positive_ints(self, "n_layer", "n_head", "n_embd", "block_size", "type_vocab_size")
-        require(
-            self.n_embd % self.n_head == 0,
-            "n_embd",
-            f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-            f"pick n_embd as a multiple of n_head (e.g. {self.n_head * max(1, round(self.n_embd / self.n_head))})",
-        )
+        check_attention_shape(self)
+        positive_ints(self, "type_vocab_size")
         require(isinstance(self.intermediate, int) and not isinstance(self.intermediate, bool)
                 and self.intermediate >= 0, "intermediate",
                 f"must be an integer >= 0 (0 = 4 * n_embd), got {self.intermediate!r}")
-        require(self.block_size <= MAX_BLOCK_SIZE, "block_size",
-                f"block_size={self.block_size} is above the maximum {MAX_BLOCK_SIZE}; lower it")
-        require(isinstance(self.vocab_size, int) and self.vocab_size >= 0, "vocab_size", "must be >= 0")
-        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(0.0 < self.layer_norm_eps < 1.0, "layer_norm_eps", f"must be in (0, 1), got {self.layer_norm_eps}")
 
     @property

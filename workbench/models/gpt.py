@@ -18,9 +18,9 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn as nn
 
-from ..config import ModelConfig, positive_ints, require
+from ..config import ModelConfig, require
 from .base import LanguageModel, ModelOutput
-from .layers import MAX_BLOCK_SIZE, Block, LayerNorm, padding_to_allowed, sinusoidal_positions
+from .layers import Block, LayerNorm, check_attention_shape, padding_to_allowed, sinusoidal_positions
 
 
 @dataclass
@@ -52,17 +52,7 @@ class GPTConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         require(self.arch == "gpt", "arch", f"GPTConfig is for arch 'gpt', got {self.arch!r}")
-        positive_ints(self, "n_layer", "n_head", "n_embd", "block_size")
-        require(
-            self.n_embd % self.n_head == 0,
-            "n_embd",
-            f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-            f"pick n_embd as a multiple of n_head (e.g. {self.n_head * max(1, round(self.n_embd / self.n_head))})",
-        )
-        require(self.block_size <= MAX_BLOCK_SIZE, "block_size",
-                f"block_size={self.block_size} is above the maximum {MAX_BLOCK_SIZE}; lower it")
-        require(isinstance(self.vocab_size, int) and self.vocab_size >= 0, "vocab_size", "must be >= 0")
-        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        check_attention_shape(self)
         require(self.pos_encoding in ("learned", "sinusoidal"), "pos_encoding",
                 f"unknown {self.pos_encoding!r}; use 'learned' or 'sinusoidal'")
 

@@ -8,13 +8,34 @@ Attention has two paths that compute the same function:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import positive_ints, require
+
 MAX_BLOCK_SIZE = 8192
 """Largest context any preset or user config may ask for (attention is O(T^2) in memory)."""
+
+
+def check_attention_shape(cfg: Any) -> None:
+    """The checks every attention family's config shares (GPT, BERT, encoder-decoder): heads
+    that divide the width, a position table within :data:`MAX_BLOCK_SIZE`, a vocabulary size
+    that is not negative (0: filled in from the tokenizer) and a dropout in [0, 1). Each
+    ConfigError names the field to change."""
+    positive_ints(cfg, "n_layer", "n_head", "n_embd", "block_size")
+    require(
+        cfg.n_embd % cfg.n_head == 0,
+        "n_embd",
+        f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}; "
+        f"pick n_embd as a multiple of n_head (e.g. {cfg.n_head * max(1, round(cfg.n_embd / cfg.n_head))})",
+    )
+    require(cfg.block_size <= MAX_BLOCK_SIZE, "block_size",
+            f"block_size={cfg.block_size} is above the maximum {MAX_BLOCK_SIZE}; lower it")
+    require(isinstance(cfg.vocab_size, int) and cfg.vocab_size >= 0, "vocab_size", "must be >= 0")
+    require(0.0 <= cfg.dropout < 1.0, "dropout", f"must be in [0, 1), got {cfg.dropout}")
 
 
 class LayerNorm(nn.Module):

@@ -28,9 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ModelConfig, positive_ints, require
+from ..config import ModelConfig, require
 from .base import LanguageModel, ModelOutput
-from .layers import MAX_BLOCK_SIZE, MLP, Block, LayerNorm, SelfAttention, padding_to_allowed
+from .layers import MLP, Block, LayerNorm, SelfAttention, check_attention_shape, padding_to_allowed
 
 Attentions = tuple[torch.Tensor, ...] | None
 
@@ -65,20 +65,10 @@ class Seq2SeqConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         require(self.arch == "seq2seq", "arch", f"Seq2SeqConfig is for arch 'seq2seq', got {self.arch!r}")
-        positive_ints(self, "n_layer", "n_head", "n_embd", "block_size")
+        check_attention_shape(self)
         require(isinstance(self.n_dec_layer, int) and not isinstance(self.n_dec_layer, bool)
                 and self.n_dec_layer >= 0, "n_dec_layer",
                 f"must be an integer >= 0 (0 = as many as n_layer), got {self.n_dec_layer!r}")
-        require(
-            self.n_embd % self.n_head == 0,
-            "n_embd",
-            f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-            f"pick n_embd as a multiple of n_head (e.g. {self.n_head * max(1, round(self.n_embd / self.n_head))})",
-        )
-        require(self.block_size <= MAX_BLOCK_SIZE, "block_size",
-                f"block_size={self.block_size} is above the maximum {MAX_BLOCK_SIZE}; lower it")
-        require(isinstance(self.vocab_size, int) and self.vocab_size >= 0, "vocab_size", "must be >= 0")
-        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         for name in ("bias", "share_embeddings", "tie_weights"):
             require(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
 

@@ -139,6 +139,11 @@ class Objective(ABC):
         """Called with the run's tokenizer before ``prepare`` and ``eval_batches``: objectives that
         make their examples from text (seq2seq tasks) keep it; the others need nothing."""
 
+    def tokenizer_text(self, train: Any) -> str:
+        """The text a tokenizer is trained on for this objective: the training split's
+        (``train``, a :class:`~workbench.corpora.Corpus`); seq2seq tasks add their targets."""
+        return train.text
+
     @abstractmethod
     def prepare(self, corpus: TokenizedCorpus) -> Any:
         """Turn a split's tokenized documents into whatever ``make_batch`` samples from."""
@@ -150,6 +155,14 @@ class Objective(ABC):
     @abstractmethod
     def eval_batches(self, passages: TokenizedCorpus, batch_size: int, seq_len: int) -> list[Batch]:
         """Deterministic batches covering the validation passages (the same for every run)."""
+
+    def attention_probe(self, probe_ids: list[int], tokenizer: Any,
+                        seq_len: int | None = None) -> tuple[list[int], list[int]] | None:
+        """For an encoder-decoder objective: the (encoder ids, decoder input ids) pair whose
+        attention a run snapshots at each evaluation, made like one of its examples from the probe
+        text ``probe_ids`` or its own validation data, each side at most ``seq_len`` tokens.
+        None (the default): the model reads ``probe_ids`` alone."""
+        return None
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput: ...

@@ -32,7 +32,7 @@ task as causal LM's next token, so compare the two with that in mind.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from ..config import ObjectiveConfig, require
 from ..metrics import bits_per_char, perplexity
-from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus
+from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus, describe_positions
 
 MASK = "[MASK]"
 
@@ -78,19 +78,6 @@ class PermutationLMConfig(ObjectiveConfig):
         require(self.selection != "span" or seq_len % 2 == 0, "seq_len",
                 f"selection='span' needs an even seq_len (the order keeps the first half before the "
                 f"second, as in HF's collator), got {seq_len}; use an even one or selection='order'")
-
-    def extra_special_tokens(self, seq_len: int) -> tuple[str, ...]:
-        """None; this is the one objective hook ``RunConfig`` calls with the window, so the even
-        length 'span' needs is checked here, when the config is made (0: not known yet).
-
-        >>> PermutationLMConfig(selection="span").extra_special_tokens(7)
-        Traceback (most recent call last):
-        ...
-        workbench.config.ConfigError: seq_len: selection='span' needs an even seq_len ...
-        """
-        if seq_len:
-            self.check_seq_len(seq_len)
-        return ()
 
 
 @dataclass
@@ -281,6 +268,25 @@ class PermutationLM(Objective):
         return out
 
     # -- what a batch looks like --
+
+    def describe_batch(self, batch: Batch, tokenizer: Any = None, row: int = 0) -> list[dict[str, Any]]:
+        """One dict per position (see :meth:`Objective.describe_batch`) plus ``order``: a
+        predicted token's step in the factorization order (1 = predicted first, seeing only the
+        context), "ctx" for context tokens (XLNet gives them all rank -1: they see each other and
+        no predicted token), "" for padding. Read from ``perm_mask``: a predicted token sees
+        exactly the predicted tokens before it.
+
+        >>> b = PermutationLM().make_batch(torch.arange(60), 1, 12, torch.Generator().manual_seed(0))
+        >>> [(p["position"], p["order"]) for p in PermutationLM().describe_batch(b) if p["order"] != "ctx"]
+        [(0, 1), (6, 2)]
+        """
+        out = describe_positions(batch, tokenizer, row)
+        predicted = (batch.labels[row] != IGNORE_INDEX).cpu()  # (T,)
+        sees = ~getattr(batch, "perm_mask")[row].bool().cpu()  # (T, T): i may see j
+        before = (sees & predicted[None, :]).sum(1)  # (T,) predicted tokens each one sees
+        for p, is_pred, n in zip(out, predicted.tolist(), before.tolist()):
+            p["order"] = n + 1 if is_pred else ("ctx" if p["attention"] else "")
+        return out
 
     def attention_mask_matrix(self, batch: Batch, row: int = 0) -> torch.Tensor:
         """The QUERY stream's (T, T) 'may attend' matrix of row ``row``: token i sees the content

@@ -38,17 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from ..bucketing import bucket_batches
 from ..config import ConfigError, ObjectiveConfig, require
-from ..corpora import Document, split_point
-from ..metrics import bits_per_char, perplexity
-from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus, attention_mask_matrix
-from .span_corruption import decoder_loss
+from ..corpora import Corpus, Document, split_point
+from .base import IGNORE_INDEX, Batch, TokenizedCorpus
+from .encoder_decoder import EOS, PAD, EncoderDecoderObjective, pad_rows, shift_right
 
-PAD, EOS = "[PAD]", "[SEP]"
 TASKS = ("reverse-words", "pig-latin")
 """Built-in tasks; ``tsv:PATH`` names a user's file of pairs."""
 TSV_VAL_FRACTION = 0.1
@@ -172,16 +168,24 @@ class Seq2SeqTaskConfig(ObjectiveConfig):
     """Batch training pairs of similar length together (less padding); False draws pairs at random."""
     max_words: int = 12
     """Lines of the built-in tasks longer than this are truncated to their first max_words words."""
+    score_examples: int = 128
+    """Validation pairs decoded (greedy) and scored with BLEU, ROUGE and exact match at each evaluation (0 = none)."""
 
     def __post_init__(self) -> None:
         require(isinstance(self.task, str) and (self.task in TASKS or self.task.startswith("tsv:")), "task",
                 f"unknown task {self.task!r}; choose one of {', '.join(TASKS)} or tsv:PATH "
                 f"(a file of source<TAB>target lines)")
-        if self.task.startswith("tsv:"):
-            read_tsv(self.task[4:])  # a bad file is reported now, not after the tokenizer is trained
         require(isinstance(self.bucketing, bool), "bucketing", f"must be true or false, got {self.bucketing!r}")
         require(isinstance(self.max_words, int) and not isinstance(self.max_words, bool) and self.max_words > 0,
                 "max_words", f"must be a positive integer, got {self.max_words!r}")
+        require(isinstance(self.score_examples, int) and not isinstance(self.score_examples, bool)
+                and self.score_examples >= 0, "score_examples",
+                f"must be an integer >= 0 (0 = do not decode at evaluations), got {self.score_examples!r}")
+
+    def check_inputs(self) -> None:
+        """A TSV file is read now (before the tokenizer is trained), naming ``task`` and the line to fix."""
+        if self.task.startswith("tsv:"):
+            read_tsv(self.task[4:])
 
 
 # --- batches --------------------------------------------------------------------------------------
@@ -207,42 +211,31 @@ class Seq2SeqBatch(Batch):
     """Padded positions over all positions, encoder and decoder together (for the trainer's log)."""
 
 
-def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, longest) rows padded with ``value`` and (B, longest) bool, True on real positions."""
-    width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out, torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
-
-
 def _assemble(sources: list[list[int]], targets: list[list[int]], chars: list[list[int]] | None,
               pad: int, eos: int, seq_len: int) -> Seq2SeqBatch:
     """Truncate each side to ``seq_len`` (keeping [SEP]) and pad to the batch's longest row."""
     enc_rows = [s[: seq_len - 1] + [eos] for s in sources]
     tgt_rows = [t[: seq_len - 1] + [eos] for t in targets]
-    input_ids, encoding = _pad(enc_rows, pad)  # (B, S)
-    labels, decoding = _pad(tgt_rows, IGNORE_INDEX)  # (B, T')
-    shifted = F.pad(labels[:, :-1], (1, 0), value=pad)  # decoder position t reads target t-1; [PAD] starts
+    input_ids, encoding = pad_rows(enc_rows, pad)  # (B, S)
+    labels, decoding = pad_rows(tgt_rows, IGNORE_INDEX)  # (B, T')
     real = int(encoding.sum()) + int(decoding.sum())
     label_chars = None
     if chars is not None:
-        label_chars = _pad([c[: seq_len - 1] + [0] for c in chars], 0)[0]  # [SEP] spells nothing
+        label_chars = pad_rows([c[: seq_len - 1] + [0] for c in chars], 0)[0]  # [SEP] spells nothing
     return Seq2SeqBatch(input_ids=input_ids, labels=labels, attention_mask=encoding.long(),
-                        decoder_input_ids=shifted.masked_fill(~decoding, pad), decoder_attention_mask=decoding.long(),
+                        decoder_input_ids=shift_right(labels, decoding, pad), decoder_attention_mask=decoding.long(),
                         label_chars=label_chars, target_text=decoding & (labels != eos),
                         padding_fraction=1.0 - real / (encoding.numel() + decoding.numel()))
 
 
 # --- the objective --------------------------------------------------------------------------------
 
-class Seq2SeqTask(Objective):
+class Seq2SeqTask(EncoderDecoderObjective):
     """Supervised pairs (reverse the words, Pig Latin, a user's TSV) for an encoder-decoder."""
 
     name = "seq2seq"
     config_cls = Seq2SeqTaskConfig
-    needs = frozenset({"seq2seq"})
-    special_tokens = (PAD, EOS)
+    text_field, text_name = "target_text", "text"  # bpc over the target words' tokens, not [SEP]
     primary_metric = "loss"
     predicts = "the target of each source line (a supervised seq2seq task)"
     predicts_short = "seq2seq target"
@@ -269,6 +262,13 @@ class Seq2SeqTask(Objective):
             raise RuntimeError("Seq2SeqTask needs its tokenizer: set objective.tokenizer = tokenizer before "
                                "prepare() / eval_batches() (targets are new text to encode)")
         return self.tokenizer
+
+    def tokenizer_text(self, train: Corpus) -> str:
+        """The training pairs' sources and targets, one per line: what the tokenizer learns from.
+        Targets are new text (Pig Latin words, a TSV's other language) that the corpus alone would
+        leave out of a word or subword vocabulary; a TSV task never reads the corpus at all."""
+        pairs = task_pairs(self.config.task, train.documents, "train", self.config.max_words)
+        return "\n".join(f"{s}\n{t}" for s, t in pairs)
 
     def pairs(self, corpus: TokenizedCorpus, split: str) -> list[tuple[str, str]]:
         """The text pairs of a tokenized split (see :func:`task_pairs`); a clear error if there are none."""
@@ -318,33 +318,26 @@ class Seq2SeqTask(Objective):
         return [_assemble([sources[i] for i in b], [list(targets[i]) for i in b], [list(chars[i]) for i in b],
                           pad, eos, seq_len) for b in batches]
 
-    def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
-        """Cross-entropy over the target tokens and [SEP] (the mean for backward). Sums: ``nll``,
-        ``tokens``, ``correct`` (argmax == target); with ``target_text``, ``text_nll`` (the target
-        tokens alone); ``chars`` with ``label_chars``."""
-        return decoder_loss(model, batch, getattr(batch, "target_text", None), "text")
+    # -- the pair whose attention a run snapshots at each evaluation --
 
-    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
-        """Over all target tokens and [SEP]: ``loss`` (mean NLL), ``ppl``, ``acc`` (top-1); ``bpc``:
-        the target tokens' NLL (without [SEP], which spells no text) over their characters."""
-        tokens = totals["tokens"]
-        mean_nll = totals["nll"] / max(1.0, tokens)
-        out = {"loss": mean_nll, "ppl": perplexity(mean_nll),
-               "acc": totals.get("correct", 0.0) / tokens if tokens else 0.0}
-        if totals.get("chars") and "text_nll" in totals:
-            out["bpc"] = bits_per_char(totals["text_nll"], totals["chars"])
-        return out
+    def attention_probe(self, probe_ids: list[int], tokenizer: Any,
+                        seq_len: int | None = None) -> tuple[list[int], list[int]] | None:
+        """A validation pair laid out as training reads it: the encoder gets ``source [SEP]``,
+        the decoder ``[PAD] target`` (teacher forcing), each at most ``seq_len`` tokens. The first
+        pair of 3 to 12 words that fits (short: a map a person can read; 3 words: an alignment to
+        see), else the first of at least 3 words, else the first, cut to fit. ``probe_ids`` is not
+        used: the probe text is no pair. None before ``eval_batches`` has made the pairs."""
+        if not self.eval_pairs:
+            return None
+        pad, eos = self.special_ids(tokenizer)
+        words = [len(source.split()) for source, _ in self.eval_pairs]
+        pick = next((i for i, n in enumerate(words) if n >= 3), 0)
+        for i in (i for i, n in enumerate(words) if 3 <= n <= 12):
+            source, target = self.eval_pairs[i]
+            if seq_len is None or max(len(tokenizer.encode(source)), len(tokenizer.encode(target))) < seq_len:
+                pick = i
+                break
+        source_ids, target_ids = (tokenizer.encode(text) for text in self.eval_pairs[pick])
+        keep = len(source_ids) + len(target_ids) if seq_len is None else seq_len - 1  # one place for [SEP] / [PAD]
+        return source_ids[:keep] + [eos], [pad] + target_ids[:keep]
 
-    # -- what a batch looks like: the decoder side (the positions the loss scores) --
-
-    def describe_batch(self, batch: Batch, tokenizer: Any = None, row: int = 0) -> list[dict[str, Any]]:
-        """One dict per *decoder* position: ``input`` (``[PAD]`` then the target), ``target``, ``attention``."""
-        return super().describe_batch(_decoder_side(batch), tokenizer, row)
-
-    def attention_mask_matrix(self, batch: Batch, row: int = 0) -> torch.Tensor:
-        """The decoder's (T', T') causal self-attention mask, padding hidden."""
-        return attention_mask_matrix(_decoder_side(batch), row, causal=True)
-
-
-def _decoder_side(batch: Batch) -> Batch:
-    return Batch(input_ids=batch.decoder_input_ids, labels=batch.labels, attention_mask=batch.decoder_attention_mask)

@@ -37,15 +37,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import ConfigError, ObjectiveConfig, require
-from ..metrics import bits_per_char, perplexity
 from ..tokenizers.base import sentinel_tokens
-from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus, attention_mask_matrix
+from .base import IGNORE_INDEX, Batch, TokenizedCorpus
+from .encoder_decoder import EOS, PAD, EncoderDecoderObjective, pad_rows, shift_right
 from .spans import SpanLayout, corrupt, fill_sentinels, random_spans_noise_mask, span_counts, window_layout  # noqa: F401 (re-exported)
-
-PAD, EOS = "[PAD]", "[SEP]"
 
 EVAL_MASK_SEED = 0
 """Seed of the spans dropped from the validation passages: every evaluation of every run on a
@@ -131,14 +128,14 @@ class SpanBatch(Batch):
     """(B, T') bool, True where the label is a token of a span (not a sentinel, EOS or padding)."""
 
 
-class SpanCorruption(Objective):
+class SpanCorruption(EncoderDecoderObjective):
     """T5's span corruption: random windows of the token stream, spans dropped afresh each step,
     an encoder-decoder writes them back."""
 
     name = "span"
     config_cls = SpanCorruptionConfig
-    needs = frozenset({"seq2seq"})
-    special_tokens = (PAD, EOS)  # the sentinels depend on the window: SpanCorruptionConfig.extra_special_tokens
+    # special tokens: [PAD] and [SEP]; the sentinels depend on the window (SpanCorruptionConfig.extra_special_tokens)
+    text_field, text_name = "span_labels", "span"
     primary_metric = "loss"
     predicts = "the masked-out spans, each after its sentinel (T5)"
     predicts_short = "corrupted spans"
@@ -217,33 +214,15 @@ class SpanCorruption(Objective):
         return [_assemble(*map(list, zip(*pairs[i : i + batch_size])), layout, ids)
                 for i in range(0, len(pairs), batch_size)]
 
-    def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
-        """Cross-entropy over the target tokens, sentinels and EOS included (the mean for backward).
-        Sums: ``nll``, ``tokens``, ``correct`` (argmax == target), and with ``span_labels``
-        ``span_nll`` / ``span_tokens`` (the span tokens' predictions alone); ``chars`` with ``label_chars``."""
-        return decoder_loss(model, batch, getattr(batch, "span_labels", None), "span")
-
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
-        """Over all target tokens: mean NLL (``loss``), ``ppl``, ``acc`` (top-1). Over the span
-        tokens alone: ``span_loss`` and ``bpc`` (their NLL over the characters they spell; the
-        sentinel and EOS predictions, which spell no text, are left out)."""
-        tokens = totals["tokens"]
-        mean_nll = totals["nll"] / max(1.0, tokens)
-        out = {"loss": mean_nll, "ppl": perplexity(mean_nll),
-               "acc": totals.get("correct", 0.0) / tokens if tokens else 0.0}
+        """Over all target tokens, sentinels and EOS included: ``loss``, ``ppl``, ``acc``. Over
+        the span tokens alone: ``span_loss`` and ``bpc`` (their NLL over their characters)."""
+        out = super().metrics(totals)
         if totals.get("span_tokens"):
             out["span_loss"] = totals["span_nll"] / totals["span_tokens"]
-        if totals.get("chars") and "span_nll" in totals:
-            out["bpc"] = bits_per_char(totals["span_nll"], totals["chars"])
         return out
 
     # -- what a batch looks like: the decoder side per position, the whole pair in describe_pair --
-
-    def describe_batch(self, batch: Batch, tokenizer: Any = None, row: int = 0) -> list[dict[str, Any]]:
-        """One dict per *decoder* position (the positions the loss scores): ``input`` (the decoder
-        input: the target shifted right after the start token), ``target`` and ``attention``
-        (``decoder_attention_mask``). The encoder side is in :meth:`describe_pair`."""
-        return super().describe_batch(_decoder_side(batch), tokenizer, row)
 
     def describe_pair(self, batch: Batch, tokenizer: Any = None, row: int = 0) -> dict[str, Any]:
         """Row ``row`` as tokens: ``encoder`` (the corrupted input), ``decoder_input``, ``target``
@@ -261,59 +240,36 @@ class SpanCorruption(Objective):
                 "target": [show(t) for t in labels[real].tolist()],
                 "means": f"{tokens} tokens in {spans} spans dropped, each behind a sentinel; the decoder writes them"}
 
-    def attention_mask_matrix(self, batch: Batch, row: int = 0) -> torch.Tensor:
-        """The decoder's (T', T') self-attention mask (causal, padding hidden): the positions
-        :meth:`describe_batch` shows. The encoder is bidirectional over its real tokens and every
-        decoder position cross-attends to all of them."""
-        return attention_mask_matrix(_decoder_side(batch), row, causal=True)
+    # -- the pair whose attention a run snapshots at each evaluation --
 
-
-def decoder_loss(model: nn.Module, batch: Batch, text: torch.Tensor | None = None, name: str = "text") -> LossOutput:
-    """An encoder-decoder's cross-entropy over the decoder's targets (the mean for backward), for
-    every objective that trains one. Sums: ``nll``, ``tokens``, ``correct`` (argmax == target);
-    with a ``text`` mask (B, T') of the targets that spell text, ``<name>_nll`` and
-    ``<name>_tokens`` over those alone; ``chars`` with ``label_chars``."""
-    logits = model(batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids,
-                   decoder_attention_mask=batch.decoder_attention_mask).logits  # (B, T', V)
-    labels = batch.labels  # (B, T')
-    each = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="none").view_as(labels)  # 0 where ignored
-    nll = each.sum()
-    labelled = labels != IGNORE_INDEX
-    tokens = labelled.sum()
-    sums = {"nll": nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
-    if text is not None:
-        sums[f"{name}_nll"] = (each.detach() * text).sum()
-        sums[f"{name}_tokens"] = text.sum()
-    if batch.label_chars is not None:
-        sums["chars"] = (batch.label_chars * labelled).sum()
-    return LossOutput(loss=nll / tokens.clamp(min=1), sums=sums)
-
-
-def _decoder_side(batch: Batch) -> Batch:
-    """The decoder's inputs, labels and padding as a plain batch (what the base views read)."""
-    return Batch(input_ids=batch.decoder_input_ids, labels=batch.labels, attention_mask=batch.decoder_attention_mask)
-
-
-def _pad(rows: list[torch.Tensor], length: int, value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, length) rows padded with ``value``, and (B, length) bool: True on the real positions."""
-    out = torch.full((len(rows), length), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out, torch.arange(length)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
+    def attention_probe(self, probe_ids: list[int], tokenizer: Any,
+                        seq_len: int | None = None) -> tuple[list[int], list[int]] | None:
+        """The probe text corrupted as a validation window is (its spans drawn with the fixed seed
+        :data:`EVAL_MASK_SEED`, so every snapshot shows the same pair): the encoder reads it with
+        a sentinel per span, the decoder ``[PAD]`` then the spans (the target shifted right). The
+        window is cut to the longest ``seq_len`` holds (:func:`window_layout`): both sides fit.
+        None for a probe of under 2 tokens (no kept token to go with a span)."""
+        if len(probe_ids) < 2:
+            return None
+        ids = SpanIds.of(TokenizedCorpus([], special_ids={t: tokenizer.special_id(t) for t in tokenizer.special_tokens}))
+        raw = len(probe_ids) if seq_len is None else self.config.layout(seq_len).raw_len
+        window = torch.tensor(probe_ids[:raw], dtype=torch.long)[None]  # (1, L)
+        mask = random_spans_noise_mask(window.size(1), self.config.noise_density, self.config.mean_noise_span_length,
+                                       torch.Generator().manual_seed(EVAL_MASK_SEED))[None]  # (1, L)
+        inputs, targets = corrupt(window, mask, ids.sentinels, ids.eos)  # (1, Ti), (1, Tt)
+        return inputs[0].tolist(), [ids.pad] + targets[0, :-1].tolist()
 
 
 def _assemble(inputs: list[torch.Tensor], targets: list[torch.Tensor], chars: list[torch.Tensor] | None,
               layout: SpanLayout, ids: SpanIds) -> SpanBatch:
     """A batch of corrupted pairs padded to ``layout``'s lengths: ``[PAD]`` in the inputs, -100 in
     the labels; the decoder input is the target shifted right after ``[PAD]``, T5's start token."""
-    input_ids, encoding = _pad(inputs, layout.input_len, ids.pad)  # (B, Ti)
-    labels, decoding = _pad(targets, layout.target_len, IGNORE_INDEX)  # (B, Tt)
-    shifted = F.pad(labels[:, :-1], (1, 0), value=ids.pad)  # (B, Tt) decoder position t reads target t-1
+    input_ids, encoding = pad_rows(inputs, ids.pad, layout.input_len)  # (B, Ti)
+    labels, decoding = pad_rows(targets, IGNORE_INDEX, layout.target_len)  # (B, Tt)
     special = torch.cat([ids.sentinels, torch.tensor([ids.eos])])
     return SpanBatch(input_ids=input_ids, labels=labels, attention_mask=encoding.long(),
-                     decoder_input_ids=shifted.masked_fill(~decoding, ids.pad), decoder_attention_mask=decoding.long(),
-                     label_chars=_pad(chars, layout.target_len, 0)[0] if chars is not None else None,
+                     decoder_input_ids=shift_right(labels, decoding, ids.pad), decoder_attention_mask=decoding.long(),
+                     label_chars=pad_rows(chars, 0, layout.target_len)[0] if chars is not None else None,
                      span_labels=decoding & ~torch.isin(labels, special))
 
 
