@@ -658,3 +658,15 @@ def test_pages_with_an_empty_store_point_to_train(home):
         assert "No run selected" in _texts(at.info)
     at = _app(page="runs")
     assert "No runs yet" in _texts(at.info)
+
+
+def test_no_page_has_a_bare_string_that_streamlit_would_draw() -> None:
+    """Streamlit's magic writes every top-level expression of a page script, so a "docstring"
+    under a constant would appear on the page as text: those must be comments."""
+    import ast
+
+    pages = sorted((Path(__file__).resolve().parents[1] / "dashboard" / "app_pages").glob("*.py"))
+    assert pages
+    drawn = [f"{p.name}:{n.lineno}" for p in pages for i, n in enumerate(ast.parse(p.read_text(encoding="utf-8")).body)
+             if i > 0 and isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)]
+    assert drawn == []

@@ -114,8 +114,8 @@ def metrics_figure(series: Series, names: Sequence[str], title: str, y_title: st
         if name in series:
             steps, values = downsample(*series[name], max_points=max_points)
             fig.add_trace(go.Scatter(x=steps.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=name))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title=y_title, height=300,
-                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title=y_title, height=330,
+                      margin={"l": 50, "r": 20, "t": 50, "b": 80}, legend={"orientation": "h", "y": -0.35})
     return fig
 
 

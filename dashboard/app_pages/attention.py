@@ -25,9 +25,10 @@ if info is None:
 store = common.get_store()
 snapshots = attention_snapshots(store, info.id)
 
+# an encoder-decoder run's snapshot kinds (artifact kind -> radio label); other runs have "attention" alone
+# (a bare string here would be drawn on the page: Streamlit's magic writes every top-level expression)
 KINDS = {"attention": "Encoder self-attention", "decoder_attention": "Decoder self-attention",
          "cross_attention": "Cross-attention (decoder × encoder)"}
-"""An encoder-decoder run's snapshot kinds (artifact kind -> radio label); other runs have "attention" alone."""
 arch = info.config.get("model", {}).get("arch", "")
 causal_model = arch in FAMILIES and "causal" in FAMILIES[arch].config_cls.capabilities
 artifact = "attention"
@@ -152,10 +153,10 @@ with right:
         m[0].metric("peak", f"{float(np.mean(w.max(axis=1))):.2f}",
                     help="Mean of each row's largest weight: 1 = each decoder position reads one source token, "
                          f"1/{s} = it spreads evenly over the source.")
-        m[1].metric("near diagonal", f"{float(np.mean((w * near).sum(axis=1))):.2f}",
+        m[1].metric("diagonal", f"{float(np.mean((w * near).sum(axis=1))):.2f}",
                     help=f"Mean weight within {band} columns of the diagonal (stretched to the map's shape): "
                          "source and target in the same order.")
-        m[2].metric("near anti-diagonal", f"{float(np.mean((w * anti).sum(axis=1))):.2f}",
+        m[2].metric("anti-diagonal", f"{float(np.mean((w * anti).sum(axis=1))):.2f}",
                     help=f"Mean weight within {band} columns of the anti-diagonal: the source read in reverse order.")
         st.caption(f"A uniform head spreads each row evenly over the source (1/{s} per token); trained heads "
                    "align each target token with the source tokens it is written from.")

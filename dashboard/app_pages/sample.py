@@ -90,12 +90,11 @@ def _checkpoint(which: str):
 
 # --- Generate / Translate: a run trained on a seq2seq task ------------------------------------------
 
+# the built-in tasks' own answers (pure functions of the source); a TSV task has none
 TASK_RULES = {"reverse-words": reverse_words, "pig-latin": pig_latin}
-"""The built-in tasks' own answers (pure functions of the source); a TSV task has none."""
 TASK_WORDS = {"reverse-words": "the words of each line in reverse order", "pig-latin": "each word in Pig Latin"}
 METHODS = ("greedy", "beam search", "sampling")
-MAX_SOURCES = 64
-"""Source lines decoded per click (each is a whole decode)."""
+MAX_SOURCES = 64  # source lines decoded per click (each is a whole decode)
 FALLBACK_SOURCE = "Now is the winter of our discontent"
 
 
