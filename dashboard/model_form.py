@@ -9,6 +9,11 @@ Every family keeps its settings in its own widgets (``<prefix>model_<arch>_<fiel
 switching preset or family back and forth loses nothing. :func:`overrides` turns the widgets'
 values into ``model.<field>`` overrides of the family's types.
 
+The widgets of any config dataclass's fields are drawn, filled and read by the generic
+:func:`render_fields`, :func:`init_fields`, :func:`load_fields` and :func:`field_values` (each
+given the class, a function from a field name to its widget key, and the fields): the model
+families here, the objectives in ``objective_form``.
+
 Objectives are offered by what the family can do: :func:`objectives` splits
 ``workbench.objectives.OBJECTIVES`` into those whose ``needs`` the family's ``capabilities`` cover
 and, for the others, the reason (Streamlit's selectbox cannot disable single options).
@@ -16,8 +21,10 @@ and, for the others, the reason (Streamlit's selectbox cannot disable single opt
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import Field
 from typing import Any, Literal
 
@@ -87,20 +94,36 @@ def _default(f: Field) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
+def init_fields(cls: type, keyfn: Callable[[str], str], fields: list[Field]) -> None:
+    """Each field's widget starts at the field's default, as the field's type (unless set already)."""
+    hints = typing.get_type_hints(cls)
+    for f in fields:
+        st.session_state.setdefault(keyfn(f.name), _convert(hints[f.name], _default(f)))
+
+
+def load_fields(config: Any, keyfn: Callable[[str], str], fields: list[Field]) -> None:
+    """Fill the fields' widgets from a config (a preset's section)."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields:
+        st.session_state[keyfn(f.name)] = _convert(hints[f.name], getattr(config, f.name))
+
+
+def field_values(cls: type, keyfn: Callable[[str], str], fields: list[Field]) -> dict[str, Any]:
+    """The fields' widget values, each as its field's type, by field name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _convert(hints[f.name], st.session_state[keyfn(f.name)]) for f in fields}
+
+
 def init_state(prefix: str) -> None:
     """Every family's settings start at their defaults (once per session; a family registered
     later gets its defaults on the next run)."""
     for arch in FAMILIES:
-        hints = typing.get_type_hints(model_config_class(arch))
-        for f in family_fields(arch):
-            st.session_state.setdefault(key(prefix, arch, f.name), _convert(hints[f.name], _default(f)))
+        init_fields(model_config_class(arch), lambda name, arch=arch: key(prefix, arch, name), family_fields(arch))
 
 
 def load(prefix: str, config: Any) -> None:
     """Fill a family's widgets from a model config (a preset's)."""
-    hints = typing.get_type_hints(type(config))
-    for f in family_fields(config.arch):
-        st.session_state[key(prefix, config.arch, f.name)] = _convert(hints[f.name], getattr(config, f.name))
+    load_fields(config, lambda name: key(prefix, config.arch, name), family_fields(config.arch))
 
 
 def overrides(prefix: str, arch: str, preset: RunConfig, seq_len: int) -> dict[str, Any]:
@@ -108,10 +131,8 @@ def overrides(prefix: str, arch: str, preset: RunConfig, seq_len: int) -> dict[s
     field of the same name), each of its field's type, plus ``arch`` and, where the preset's
     window does not fit, ``seq_len``: the form's ``seq_len`` for a family without a fixed
     context, 0 (the model's context) for one with a context when the preset is of another family."""
-    hints = typing.get_type_hints(model_config_class(arch))
-    out: dict[str, Any] = {"arch": arch}
-    for f in family_fields(arch):
-        out[f"model.{f.name}"] = _convert(hints[f.name], st.session_state[key(prefix, arch, f.name)])
+    values = field_values(model_config_class(arch), lambda name: key(prefix, arch, name), family_fields(arch))
+    out: dict[str, Any] = {"arch": arch, **{f"model.{name}": value for name, value in values.items()}}
     if not fixed_context(arch):
         out["seq_len"] = int(seq_len)
     elif arch != preset.model.arch:
@@ -180,6 +201,53 @@ def pickers(arch_key: str, objective_key: str, docs: dict[str, str], *, error: t
     return ["arch", "objective"]
 
 
+def render_fields(cls: type, keyfn: Callable[[str], str], fields: list[Field],
+                  error: tuple[str, str] | None = None, *, labels: Mapping[str, str] = LABELS,
+                  ranges: Mapping[str, tuple[Any, ...]] = RANGES, also: Mapping[str, tuple[str, ...]] | None = None,
+                  custom: Mapping[str, Callable[[str, str, str], None]] | None = None,
+                  per_row: int | None = None) -> list[str]:
+    """Draw the widgets of a config dataclass's ``fields`` (key ``keyfn(name)``; the field's type
+    hint picks the widget, its docstring is the help, ``labels`` / ``ranges`` by name), one under
+    the other or ``per_row`` to a row. ``custom`` draws a field itself: ``draw(key, label, help)``.
+    ``error`` (field, message) shows under the field it names, or under the field that ``also``
+    lists it for. Returns the names whose errors it shows."""
+    hints, docs = typing.get_type_hints(cls), cls.field_docs()  # type: ignore[attr-defined]
+    shown: list[str] = []
+    row: list[Any] = []
+    for i, f in enumerate(fields):
+        if per_row and i % per_row == 0:
+            row = st.columns(per_row)
+        k, hint, doc, label = keyfn(f.name), hints[f.name], docs.get(f.name, ""), labels.get(f.name, f.name)
+        with row[i % per_row] if per_row else contextlib.nullcontext():
+            if custom and f.name in custom:
+                custom[f.name](k, label, doc)
+            else:
+                _widget(hint, k, label, doc, ranges.get(f.name))
+            names = (f.name, *(also or {}).get(f.name, ()))
+            shown += names
+            if error is not None and error[0] in names:
+                tf.show_error(*error)
+    return shown
+
+
+def _widget(hint: Any, k: str, label: str, doc: str, bounds: tuple[Any, ...] | None) -> None:
+    """One field's widget: a checkbox for ``bool``, a selectbox for a ``Literal``, a number input
+    for ``int`` and ``float`` (within ``bounds``: lowest, highest, step[, format]), else a text box."""
+    if hint is bool:
+        st.checkbox(label, key=k, persist_state="session", help=doc)
+    elif typing.get_origin(hint) is Literal:
+        st.selectbox(label, list(typing.get_args(hint)), key=k, persist_state="session", help=doc)
+    elif hint in (int, float):
+        low, high, step, *fmt = bounds or (None, None, 1 if hint is int else 0.01, "%d" if hint is int else "%g")
+        value = st.session_state.get(k)
+        if low is not None and not low <= value <= high:  # a preset beyond the usual range: no bounds
+            low = high = None
+        st.number_input(label, low, high, step=step, format=fmt[0] if fmt else None, key=k,
+                        persist_state="session", help=doc)
+    else:
+        st.text_input(label, key=k, max_chars=300, persist_state="session", help=doc)
+
+
 def render(prefix: str, arch: str, *, seq_len_key: str, seq_len_doc: str = "",
            error: tuple[str, str] | None = None) -> list[str]:
     """Draw a family's settings, one under the other, then, for a family without a fixed context,
@@ -187,28 +255,9 @@ def render(prefix: str, arch: str, *, seq_len_key: str, seq_len_doc: str = "",
     its field (one about ``seq_len`` under the family's context setting, e.g. block_size, if it
     has one). Returns the names whose errors it shows."""
     cls = model_config_class(arch)
-    hints, docs = typing.get_type_hints(cls), cls.field_docs()
-    window, shown = not fixed_context(arch), []  # window: the form asks for seq_len
-    for f in family_fields(arch):
-        k, hint, doc = key(prefix, arch, f.name), hints[f.name], docs.get(f.name, "")
-        label = LABELS.get(f.name, f.name)
-        if hint is bool:
-            st.checkbox(label, key=k, persist_state="session", help=doc)
-        elif typing.get_origin(hint) is Literal:
-            st.selectbox(label, list(typing.get_args(hint)), key=k, persist_state="session", help=doc)
-        elif hint in (int, float):
-            low, high, step, *fmt = RANGES.get(f.name, (None, None, 1 if hint is int else 0.01, "%d" if hint is int else "%g"))
-            value = st.session_state.get(k)
-            if low is not None and not low <= value <= high:  # a preset beyond the usual range: no bounds
-                low = high = None
-            st.number_input(label, low, high, step=step, format=fmt[0] if fmt else None, key=k,
-                            persist_state="session", help=doc)
-        else:
-            st.text_input(label, key=k, max_chars=300, persist_state="session", help=doc)
-        names = (f.name, "seq_len") if f.name == cls.context_setting and not window else (f.name,)
-        shown += names
-        if error is not None and error[0] in names:
-            tf.show_error(*error)
+    window = not fixed_context(arch)  # the form asks for seq_len
+    also = {cls.context_setting: ("seq_len",)} if cls.context_setting and not window else {}
+    shown = render_fields(cls, lambda name: key(prefix, arch, name), family_fields(arch), error, also=also)
     if window:
         shown.append("seq_len")
         st.number_input("Context length (seq_len)", 1, 8192, step=16, key=seq_len_key, persist_state="session",

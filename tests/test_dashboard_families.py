@@ -495,3 +495,161 @@ def test_sample_page_fills_the_gaps_of_a_span_corruption_run(home) -> None:
     at.text_area(key="s_prompt_fill").set_value("no gap here")
     at.button[0].click().run()
     assert not at.exception and "write <extra_id_0>" in _texts(at.error)  # a user mistake: said, no traceback
+
+
+# --- the objective's settings ------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import objective_form  # noqa: E402  (the dashboard's module, next to model_form)
+from workbench.config import ConfigError  # noqa: E402
+
+
+def _okey(name: str, field: str) -> str:
+    return objective_form.key("tf_", name, field)
+
+
+def _under(at, kind: str, widget_key: str):
+    """The innermost column holding the widget ``widget_key`` of ``kind``."""
+    return next(c for c in reversed(list(at.columns)) if any(w.key == widget_key for w in c.get(kind)))
+
+
+def _shown(at) -> str:
+    """Every text the page shows (to look for server paths)."""
+    return "\n".join(_texts(at.get(kind)) for kind in ("markdown", "caption", "error", "warning", "info", "code"))
+
+
+PAIRS = "".join(f"the {w} house\tla {w} maison\n" for w in ("red", "blue", "green", "small", "big", "old", "new",
+                                                            "white", "black", "tall") * 4).encode()
+
+
+def test_seq2seq_settings_show_and_reach_the_config(home, monkeypatch):
+    seen = _capture_start(monkeypatch)
+    at = _app()
+    assert not any(k.startswith("tf_objective_") for k in _keys(at))  # causal_lm has no settings
+    at.selectbox(key="tf_arch").set_value("seq2seq").run()
+    at.selectbox(key="tf_objective").set_value("seq2seq").run()
+    assert not at.exception
+    task = at.selectbox(key=_okey("seq2seq", "task"))
+    assert task.options == ["reverse-words", "pig-latin", objective_form.UPLOAD] and task.value == "reverse-words"
+    assert {_okey("seq2seq", f) for f in ("max_words", "bucketing", "score_examples")} <= _keys(at)
+    assert _okey("seq2seq", "task") not in {w.key for w in at.text_input}  # never a path typed in
+    assert "Words per line, at most (max_words)" in {w.label for w in at.number_input}
+    task.set_value("pig-latin").run()
+    at.number_input(key=_okey("seq2seq", "max_words")).set_value(6)
+    at.button(key="launch").click().run()
+    assert "captured by the test" in _texts(at.error)
+    (cfg,) = seen
+    assert cfg.model.arch == "seq2seq" and cfg.objective.name == "seq2seq"
+    assert cfg.objective.task == "pig-latin" and cfg.objective.max_words == 6 and type(cfg.objective.max_words) is int
+
+
+def test_masked_lm_settings_reach_the_config_and_errors_show_under_their_field(home, monkeypatch):
+    seen = _capture_start(monkeypatch)
+    at = _app()
+    at.selectbox(key="train_preset").set_value("bert-nano").run()
+    assert at.number_input(key=_okey("mlm", "mask_rate")).value == pytest.approx(0.15)
+    assert "Mask rate (mask_rate)" in {w.label for w in at.number_input}
+    at.number_input(key=_okey("mlm", "mask_rate")).set_value(0.3).run()
+    at.checkbox(key=_okey("mlm", "whole_word")).check().run()
+    at.button(key="launch").click().run()
+    (cfg,) = seen
+    assert cfg.objective.name == "mlm" and cfg.objective.mask_rate == pytest.approx(0.3) and cfg.objective.whole_word
+
+    at.number_input(key=_okey("mlm", "keep_frac")).set_value(0.5).run()  # 0.8 + 0.1 + 0.5: not 1
+    at.button(key="launch").click().run()
+    assert not at.exception and len(seen) == 1 and RunStore(home).list_runs() == []
+    assert "must sum to 1" in _texts(_under(at, "number_input", _okey("mlm", "keep_frac")).error)
+    assert "fix **keep_frac** above" in _texts(at.markdown)
+    assert not any("must sum to 1" in _texts(c.error) for c in at.columns
+                   if any(w.key == "tf_batch_size" for w in c.number_input))
+
+    at.selectbox(key="train_preset").set_value("t5-nano").run()  # span corruption: noise_density in (0, 1)
+    at.number_input(key=_okey("span", "noise_density")).set_value(1.0).run()
+    at.button(key="check").click().run()
+    assert "must be in (0, 1)" in _texts(_under(at, "number_input", _okey("span", "noise_density")).error)
+    assert len(seen) == 1
+
+
+def test_an_uploaded_tsv_task_is_checked_then_stored_when_a_run_starts(home, monkeypatch):
+    seen = _capture_start(monkeypatch)
+    at = _app()
+    at.selectbox(key="train_preset").set_value("seq2seq-reverse-words-nano").run()
+    at.selectbox(key=_okey("seq2seq", "task")).set_value(objective_form.UPLOAD).run()
+    assert "**task**" in _texts(at.error) and "choose a .tsv file" in _texts(at.error)  # no file yet
+    upload = _okey("seq2seq", "task") + "_upload"
+    # a bad file: the line to fix, by the file's name; nothing stored, nothing started
+    at.file_uploader(key=upload).set_value(("bad.tsv", b"one\tun\ntwo deux\n", "text/tab-separated-values")).run()
+    at.button(key="launch").click().run()
+    assert not at.exception and not seen
+    errors = _texts(_under(at, "selectbox", _okey("seq2seq", "task")).error)
+    assert "bad.tsv line 2 has 0 TABs" in errors
+    assert not (home / "uploads").exists()
+
+    at.file_uploader(key=upload).set_value(("../../etc/pairs.tsv", PAIRS, "text/tab-separated-values")).run()
+    at.button(key="check").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert "These settings are valid" in _texts(at.markdown)
+    assert not (home / "uploads").exists()  # Check stores nothing
+    at.button(key="launch").click().run()
+    (cfg,) = seen
+    path = Path(cfg.objective.task.removeprefix("tsv:"))
+    assert cfg.objective.task.startswith("tsv:") and path.parent == home / "uploads" and path.suffix == ".tsv"
+    assert path.read_bytes() == PAIRS and ".." not in path.name
+    shown = _shown(at)
+    assert "pairs.tsv" in shown
+    assert str(home) not in shown and str(objective_form._check_dir()) not in shown and path.name not in shown
+
+
+def test_upload_check_reports_not_utf8_with_its_line(home):
+    with pytest.raises(ConfigError, match=r"latin\.tsv line 2 is not UTF-8"):
+        objective_form.check_tsv("latin.tsv", "one\tun\ncafé\tcafé\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"^task: x\.tsv line 1 has an empty target"):
+        objective_form.check_tsv("x.tsv", b"one\t \n")
+    assert objective_form.check_tsv("ok.tsv", PAIRS).read_bytes() == PAIRS
+
+
+def test_a_preset_task_file_shows_as_the_upload_choice_by_its_name(home, monkeypatch, tmp_path):
+    tsv = tmp_path / "secret-folder" / "mine.tsv"
+    tsv.parent.mkdir()
+    tsv.write_bytes(PAIRS)
+
+    def from_file():
+        return apply_overrides(workbench.presets.get_preset("seq2seq-reverse-words-nano"),
+                               {"task": f"tsv:{tsv}", "preset": "seq2seq-file"})
+
+    monkeypatch.setitem(workbench.presets.PRESETS, "seq2seq-file", from_file)
+    seen = _capture_start(monkeypatch)
+    at = _app()
+    at.selectbox(key="train_preset").set_value("seq2seq-file").run()
+    assert at.selectbox(key=_okey("seq2seq", "task")).value == objective_form.UPLOAD
+    assert "tsv:.../mine.tsv" in _texts(at.caption) and "secret-folder" not in _shown(at)
+    at.button(key="launch").click().run()
+    assert seen[0].objective.task == f"tsv:{tsv}"
+    tsv.unlink()  # gone since: the error names the file, not its folder
+    at.button(key="check").click().run()
+    errors = _texts(_under(at, "selectbox", _okey("seq2seq", "task")).error)
+    assert "no TSV file at '.../mine.tsv'" in errors and "secret-folder" not in _shown(at) and len(seen) == 1
+
+
+def test_switching_objective_and_back_keeps_the_values(home):
+    at = _app()
+    at.selectbox(key="train_preset").set_value("bert-nano").run()
+    at.number_input(key=_okey("mlm", "mask_rate")).set_value(0.25).run()
+    at.selectbox(key="tf_objective").set_value("nsp").run()
+    assert _okey("mlm", "mask_rate") not in _keys(at)
+    at.number_input(key=_okey("nsp", "random_next_prob")).set_value(0.3).run()
+    at.selectbox(key="tf_objective").set_value("mlm").run()
+    assert at.number_input(key=_okey("mlm", "mask_rate")).value == pytest.approx(0.25)
+    at.selectbox(key="tf_objective").set_value("nsp").run()
+    assert at.number_input(key=_okey("nsp", "random_next_prob")).value == pytest.approx(0.3)
+
+    at.selectbox(key="train_preset").set_value("seq2seq-reverse-words-nano").run()
+    at.selectbox(key=_okey("seq2seq", "task")).set_value("pig-latin").run()
+    at.number_input(key=_okey("seq2seq", "max_words")).set_value(9).run()
+    at.selectbox(key="tf_objective").set_value("span").run()
+    assert _okey("span", "noise_density") in _keys(at) and _okey("seq2seq", "task") not in _keys(at)
+    at.selectbox(key="tf_objective").set_value("seq2seq").run()
+    assert at.selectbox(key=_okey("seq2seq", "task")).value == "pig-latin"
+    assert at.number_input(key=_okey("seq2seq", "max_words")).value == 9
+    assert not at.exception

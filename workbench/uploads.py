@@ -1,4 +1,5 @@
-"""User-uploaded corpora: checked, then saved under ``$WORKBENCH_HOME/uploads/<sha256>.txt``.
+"""User-uploaded corpora (and seq2seq TSV files): checked, then saved under
+``$WORKBENCH_HOME/uploads/<sha256>.txt`` (``.tsv``).
 
 The stored name is a prefix of the content's SHA-256, never the user's file name, so an upload
 can neither escape the folder (``../../x``) nor overwrite another upload; the same text
@@ -16,6 +17,8 @@ from .paths import workbench_home
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest upload accepted (matches ``server.maxUploadSize = 20`` in ``.streamlit/config.toml``)."""
+SUFFIXES = (".txt", ".tsv")
+"""The stored files' suffixes: a corpus (``.txt``) or a seq2seq task's pairs (``.tsv``)."""
 
 
 def check_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
@@ -44,22 +47,36 @@ def check_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
     return text.replace("\r\n", "\n")
 
 
-def upload_path(data: bytes, home: str | Path | None = None) -> Path:
-    """Where :func:`save_upload` stores these bytes: named by content hash, never by the user."""
+def upload_path(data: bytes, home: str | Path | None = None, suffix: str = ".txt") -> Path:
+    """Where :func:`save_upload` stores these bytes: named by content hash, never by the user;
+    ``suffix`` is one of :data:`SUFFIXES` (a ValueError otherwise: no name comes from outside).
+
+    >>> upload_path(b"x", "/h", suffix="/../../etc")
+    Traceback (most recent call last):
+    ...
+    ValueError: suffix must be one of .txt, .tsv, got '/../../etc'
+    """
+    if suffix not in SUFFIXES:
+        raise ValueError(f"suffix must be one of {', '.join(SUFFIXES)}, got {suffix!r}")
     folder = Path(home) if home is not None else workbench_home()
-    return folder / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}.txt"
+    return folder / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
 
 
-def save_upload(data: bytes, home: str | Path | None = None, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
-    """Check an uploaded text (size, UTF-8, not empty) and store it; returns the stored path.
+def save_upload(data: bytes, home: str | Path | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
+                suffix: str = ".txt") -> Path:
+    """Check an uploaded text (size, UTF-8, not empty) and store it; returns the stored path
+    (``suffix``: ``.txt`` for a corpus, ``.tsv`` for a seq2seq task's pairs).
 
     >>> import tempfile
     >>> p = save_upload("To be, or not to be".encode(), home=tempfile.mkdtemp())
     >>> p.parent.name, p.suffix, len(p.stem), p.read_text()
     ('uploads', '.txt', 16, 'To be, or not to be')
+    >>> p = save_upload("one\\tnu".encode(), home=tempfile.mkdtemp(), suffix=".tsv")
+    >>> p.parent.name, p.suffix, len(p.stem), p.read_text()
+    ('uploads', '.tsv', 16, 'one\\tnu')
     """
     check_upload(data, max_bytes)
-    path = upload_path(data, home)
+    path = upload_path(data, home, suffix)
     if not path.exists():  # same bytes, same name: nothing to do
         atomic_write(path, data)
     return path

@@ -12,7 +12,9 @@ in its own widgets (``tf_tok_<kind>_<field>``, ``tf_model_<arch>_<field>``), so 
 forth loses nothing; a kept tokenizer (Tokenizers page) becomes ``{"tokenizer": "saved",
 "saved_name": NAME}``. The widgets are ``tokenizer_form``'s (with the rules for visitors from
 another machine, shared with the Tokenizers page) and ``model_form``'s (with the Objective picker,
-which offers only the objectives the model family can serve).
+which offers only the objectives the model family can serve). Under the pickers, the objective's
+own settings (``objective_form``: ``tf_objective_<name>_<field>``; the seq2seq task is a choice of
+the built-in tasks or an uploaded TSV file, stored like a corpus upload only when a run starts).
 
 Under the form, **What a batch looks like** shows one training batch of the current settings
 (``workbench.batch_view``): each position's input and target, and the attention mask.
@@ -31,6 +33,7 @@ import batch_panel
 import common
 import guard
 import model_form as mf
+import objective_form as of
 import tokenizer_form as tf
 from workbench import launcher
 from workbench.config import ConfigError, RunConfig
@@ -92,6 +95,7 @@ def _load_preset() -> None:
     for name in FORM_FIELDS:
         st.session_state[K + name] = values[name]
     mf.load(K, cfg.model)
+    of.load(K, cfg.objective)
     st.session_state.update({ARCH: cfg.model.arch, OBJECTIVE: cfg.objective.name, K + "seq_len": cfg.seq_len or 64})
     _load_preset_tokenizer(st.session_state["train_preset"])
     st.session_state.setdefault(K + "corpus_source", BUILTIN)
@@ -105,6 +109,7 @@ if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = "gpt-nano"
 tf.init_state(TOK)
 mf.init_state(K)
+of.init_state(K)
 if (any(K + f not in st.session_state for f in FORM_FIELDS) or TOK_CHOICE not in st.session_state
         or st.session_state.get(ARCH) not in FAMILIES):
     _load_preset()  # first visit (or back from another page)
@@ -162,10 +167,12 @@ def _as_field_error(exc: Exception, cfg: RunConfig | None) -> FieldError:
     or lacking a special token, a published one that cannot be loaded, an untrainable text) is the
     tokenizer's; the rest (CorpusError, an upload that cannot be stored) is the corpus's."""
     if isinstance(exc, ConfigError):
-        return FieldError(exc.field, exc.message)
-    if isinstance(exc, TokenizerError) and cfg is not None:
-        return FieldError({"saved": "saved_name", "pretrained": "pretrained"}.get(cfg.tokenizer.kind, "tokenizer"), str(exc))
-    return FieldError("corpus", str(exc))
+        field, message = exc.field, exc.message
+    elif isinstance(exc, TokenizerError) and cfg is not None:
+        field, message = {"saved": "saved_name", "pretrained": "pretrained"}.get(cfg.tokenizer.kind, "tokenizer"), str(exc)
+    else:
+        field, message = "corpus", str(exc)
+    return FieldError(field, of.hide_paths(message, K))  # a task file's folder is not shown: its name is
 
 
 # --- from the form's values to a config -----------------------------------------------------------
@@ -175,6 +182,7 @@ def _overrides() -> dict:
     floats = ("lr", "weight_decay", "grad_clip", "val_fraction")  # the other numbers are integers
     out = {f: ss[K + f] if f == "device" else float(ss[K + f]) if f in floats else int(ss[K + f]) for f in FORM_FIELDS}
     out.update(mf.overrides(K, ss[ARCH], PRESET_NOW, ss[K + "seq_len"]), objective=ss[OBJECTIVE])
+    out.update(of.overrides(K, ss[OBJECTIVE]))  # an uploaded task file: its checked temporary copy
     choice = ss[TOK_CHOICE]
     if choice.startswith(KEPT):
         out.update(tokenizer="saved", saved_name=choice[len(KEPT):])
@@ -225,6 +233,8 @@ def _build(save: bool = False, check: bool = False) -> tuple[RunConfig | None, F
             common.launch_limits().check(cfg, count_parameters(cfg, vocab), len(launcher.live_runs(common.get_store())))
         if upload is not None and save:
             cfg = apply_overrides(cfg, {"corpus": str(save_upload(upload.getvalue()))})
+        if save:  # an uploaded task file, stored as the upload is
+            cfg = apply_overrides(cfg, of.stored(K, ss[OBJECTIVE]))
     except (ValueError, OSError) as exc:  # ConfigError, TokenizerError, CorpusError; an upload not stored
         return None, _as_field_error(exc, cfg), None
     return cfg, None, vocab
@@ -348,6 +358,7 @@ def _tokenizer_box() -> None:
 
 _err = error or err_now  # the pickers' errors show at once, as the tokenizer's
 INLINE.update(mf.pickers(ARCH, OBJECTIVE, DOCS, error=_err and (_err.field, _err.message)))
+INLINE.update(of.render(K, st.session_state[OBJECTIVE], error=_err and (_err.field, _err.message)))
 _tokenizer_box()
 
 
