@@ -103,3 +103,16 @@ def test_whole_split_loss_predicts_every_token_once() -> None:
     for T in (1, 5, 64, 500):
         assert evaluator(bigram_logits, ids, T=T, batch_size=3) == pytest.approx(expected, rel=1e-5)
     assert evaluator(lambda x: torch.zeros(*x.shape, V), ids, T=64) == pytest.approx(math.log(V), rel=1e-6)
+
+
+def test_seq2seq_tasks_quick_run_prints_its_figures(tmp_path: Path) -> None:
+    res = run_script("bench/seq2seq_tasks.py", "--quick", "--threads", "1", "--home", str(tmp_path / "home"))
+    assert res.returncode == 0, res.stderr[-4000:]
+    fields = last_fields(res.stdout, "seq2seq_tasks")
+    assert set(fields) == {"task", "preset", "bleu", "beam_bleu", "rougeL", "exact_match", "train_s", "steps",
+                           "target", "met"}
+    assert fields["task"] == "reverse-words" and fields["preset"] == "seq2seq-reverse-words-nano"
+    assert fields["target"] == "90" and fields["met"] in {"yes", "no"}  # stated, not enforced with --quick
+    assert 0 <= float(fields["bleu"]) <= 100 and 0 <= float(fields["exact_match"]) <= 1
+    assert int(fields["steps"]) > 0 and float(fields["train_s"]) > 0
+    assert "greedy: BLEU" in res.stdout and "beam 2: BLEU" in res.stdout and "hypothesis" in res.stdout

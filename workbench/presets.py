@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from .config import DataConfig, RunConfig, TrainConfig, require
-from .tokenizers import BPEConfig
+from .tokenizers import BPEConfig, WordConfig
 from .models import BERTConfig, GPTConfig, GRUConfig, LSTMConfig, NGramConfig, Seq2SeqConfig
-from .objectives import MaskedLMConfig, MLMNSPConfig, SpanCorruptionConfig
+from .objectives import MaskedLMConfig, MLMNSPConfig, Seq2SeqTaskConfig, SpanCorruptionConfig
 
 
 def _preset_gpt_nano() -> RunConfig:
@@ -169,6 +170,44 @@ def _preset_t5_cpu() -> RunConfig:
     )
 
 
+def _preset_seq2seq_reverse_words_nano() -> RunConfig:
+    """Encoder-decoder 2+2 layers, 64 wide, reversing the words of lines cut to 6 words, one token
+    per word (word tokenizer, 1024 words; rarer ones are [UNK]): seconds on a CPU, the loss falls.
+    Trained ~1500 steps (under a minute) its last layer's cross-attention shows the anti-diagonal."""
+    return RunConfig(
+        model=Seq2SeqConfig(n_layer=2, n_dec_layer=2, n_head=4, n_embd=64, block_size=32),
+        objective=Seq2SeqTaskConfig(task="reverse-words", max_words=6),
+        data=DataConfig(),
+        tokenizer=WordConfig(vocab_size=1024),
+        train=TrainConfig(max_steps=300, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=50,
+                          eval_interval=100, log_interval=10),
+        preset="seq2seq-reverse-words-nano",
+    )
+
+
+def _preset_seq2seq_reverse_words_cpu() -> RunConfig:
+    """Encoder-decoder 2+2 layers, 8 heads, 128 wide, reversing the words of lines cut to 6 words
+    (byte-level BPE 1024, so no word is [UNK]): 4500 steps, about 8 minutes on one CPU thread, to
+    validation BLEU ~95 (greedy; bench/seq2seq_tasks.py). 8 heads learn it much faster than 4."""
+    return RunConfig(
+        model=Seq2SeqConfig(n_layer=2, n_dec_layer=2, n_head=8, n_embd=128, block_size=32),
+        objective=Seq2SeqTaskConfig(task="reverse-words", max_words=6),
+        data=DataConfig(),
+        tokenizer=BPEConfig(vocab_size=1024),
+        train=TrainConfig(max_steps=4500, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100,
+                          eval_interval=500, log_interval=10),
+        preset="seq2seq-reverse-words-cpu",
+    )
+
+
+def _preset_seq2seq_pig_latin_cpu() -> RunConfig:
+    """The same encoder-decoder with 4 heads, translating lines cut to 6 words into Pig Latin
+    (byte-level BPE 1024: a translated word is new text, which BPE can always spell): 4500 steps,
+    about 8 minutes on one CPU thread, to validation BLEU ~76 greedy, ~79 beam 4 (8 heads: ~74)."""
+    cfg = _preset_seq2seq_reverse_words_cpu()
+    return RunConfig(model=replace(cfg.model, n_head=4), objective=Seq2SeqTaskConfig(task="pig-latin", max_words=6),
+                     data=cfg.data, tokenizer=cfg.tokenizer, train=cfg.train, preset="seq2seq-pig-latin-cpu")
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "gpt-nano": _preset_gpt_nano,
     "gpt-cpu": _preset_gpt_cpu,
@@ -185,6 +224,9 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "ngram-cpu": _preset_ngram_cpu,
     "t5-nano": _preset_t5_nano,
     "t5-cpu": _preset_t5_cpu,
+    "seq2seq-reverse-words-nano": _preset_seq2seq_reverse_words_nano,
+    "seq2seq-reverse-words-cpu": _preset_seq2seq_reverse_words_cpu,
+    "seq2seq-pig-latin-cpu": _preset_seq2seq_pig_latin_cpu,
 }
 
 
