@@ -132,10 +132,81 @@ def _check_objectives(nb: nbformat.NotebookNode, home: Path) -> None:
     assert len(figures) >= 7, f"expected sparsity, smoothing, two comparisons, three masks; got {len(figures)} figures"
 
 
+def _check_xlnet_t5(nb: nbformat.NotebookNode, home: Path) -> None:
+    # the PLM / CLM / MLM comparison and the reverse-words model, all finished
+    runs = RunStore(home).list_runs()
+    assert all(r.status == "finished" for r in runs), [(r.id, r.status, r.error) for r in runs]
+    objectives = sorted((r.config["model"]["arch"], r.config["objective"]["name"]) for r in runs)
+    assert objectives == [("bert", "mlm"), ("gpt", "causal_lm"), ("gpt", "plm"), ("seq2seq", "seq2seq")], objectives
+    (s2s,) = [r for r in runs if r.config["objective"]["name"] == "seq2seq"]
+    assert s2s.config["objective"]["task"] == "reverse-words"
+
+    # two streams: no query sees its own token (mask), and replacing a predicted token's content leaves its
+    # own logits exactly unchanged while the later predicted tokens, which see it, do change
+    streams = _stdout(_tagged(nb, "two-stream"))
+    query_self, total = map(int, re.search(r"query stream positions that see their own token \(mask\): (\d+) of (\d+)",
+                                           streams).groups())
+    content_self, _ = map(int, re.search(r"content stream positions that see their own token \(mask\): (\d+) of (\d+)",
+                                         streams).groups())
+    assert query_self == 0 and content_self == total > 0, streams
+    own = float(re.search(r"own logits when its content is replaced: (\S+)", streams)[1])
+    seen = float(re.search(r"later predicted tokens, which see it: (\S+)", streams)[1])
+    assert own == 0.0 and seen > 0.0, streams
+    assert "query stream never sees its own content: True" in streams
+    per_row = re.search(r"predicted per row: \[([\d, ]+)\] \(ceil\((\d+)/(\d+)\) = (\d+)\)", streams)
+    assert {int(n) for n in per_row[1].split(",")} == {int(per_row[4])} == {math.ceil(int(per_row[2]) / int(per_row[3]))}
+
+    # the comparison: three models, each with a finite bits per character of what it predicts
+    compare = _stdout(_tagged(nb, "plm-compare")).strip().splitlines()
+    assert compare[0].split()[:3] == ["model", "objective", "predicts"], compare
+    names = {"causal_lm", "mlm", "plm"}
+    assert sorted(next(w for w in line.split() if w in names) for line in compare[1:4]) == sorted(names), compare
+    bpc = {label: float(v) for label, v in re.findall(r"^(PLM|CLM|MLM): ([\d.]+) bpc", "\n".join(compare), re.M)}
+    assert set(bpc) == {"PLM", "CLM", "MLM"} and all(0 < v < 10 for v in bpc.values()), bpc
+    assert re.search(r"PLM costs [\d.]+x CLM's time per step", "\n".join(compare)), compare
+
+    # span corruption: the spans put back give the window exactly; the measured noise is T5's counts
+    assert "spans put back restore the original exactly: True" in _stdout(_tagged(nb, "fill-sentinels"))
+    rows = re.findall(r"^\s*(\d+)\s+\((\d+), (\d+)\)\s+([\d.]+)\s+([\d.]+)\s*$", _stdout(_tagged(nb, "span-stats")), re.M)
+    assert len(rows) >= 3, rows
+    for length, noise, spans, fraction, mean_span in rows:
+        length, noise, spans = int(length), int(noise), int(spans)
+        assert math.isclose(float(fraction), noise / length, abs_tol=1e-4), (length, fraction)
+        assert math.isclose(float(mean_span), noise / spans, abs_tol=1e-3), (length, mean_span)
+        assert abs(float(fraction) - 0.15) < 0.01 and abs(float(mean_span) - 3.0) < 0.4, (length, fraction, mean_span)
+
+    # bucketing: less padding than random batches
+    padding = _stdout(_tagged(nb, "padding"))
+    random_pad = float(re.search(r"random batches:\s+mean padding ([\d.]+)%", padding)[1])
+    bucketed_pad = float(re.search(r"bucketed batches:\s+mean padding ([\d.]+)%", padding)[1])
+    assert bucketed_pad < random_pad and random_pad > 10, padding
+
+    # the reverse-words model: trained with a live chart, decoded and scored (whatever the scores are),
+    # its cross-attention measured against chance
+    assert any(WIDGET_MIME in o.get("data", {}) for o in _tagged(nb, "train").outputs), "LiveLossPlot was not displayed"
+    scores = re.search(r"greedy decoding of (\d+) validation pairs: BLEU ([\d.]+), ROUGE-1 ([\d.]+), ROUGE-2 ([\d.]+), "
+                       r"ROUGE-L ([\d.]+), exact match ([\d.]+)%", _stdout(_tagged(nb, "decode")))
+    assert scores and int(scores[1]) > 0 and 0 <= float(scores[2]) <= 100, _stdout(_tagged(nb, "decode"))
+    assert all(0 <= float(scores[i]) <= 1 for i in (3, 4, 5)) and 0 <= float(scores[6]) <= 100, scores.groups()
+    mirror = _stdout(_tagged(nb, "mirror"))
+    share, chance = map(float, re.search(r"mirrored source word, mean over heads: ([\d.]+) \(chance ([\d.]+)", mirror).groups())
+    assert 0 <= share <= 1 and 0 < chance < 1, mirror
+    assert re.search(r"anti-diagonal is there|has not learned where to look yet", mirror), mirror
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    pages = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert not any("<script" in p.lower() for p in pages), "the views must not contain scripts"
+    assert sum('class="wb-batch"' in p for p in pages) >= 3, "expected the PLM, span-PLM and T5 tables"
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 8, (f"expected two orders, the two streams, the comparison, span lengths, padding and two "
+                               f"cross-attention figures; got {len(figures)}")
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "00_quickstart.ipynb": _check_quickstart,
     "01_tokenization.ipynb": _check_tokenization,
     "03_objectives.ipynb": _check_objectives,
+    "03b_xlnet_t5.ipynb": _check_xlnet_t5,
 }
 
 
