@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from finished_run import train_finished  # bench/finished_run.py (beside this script)
 
 TARGETS = {"reverse-words": 90.0}
 """Greedy validation BLEU each task should reach with its ``-cpu`` preset (tasks not named: no target)."""
@@ -67,26 +67,12 @@ def parse_value(text: str) -> Any:
 
 def train_task(cfg: Any, home: Path) -> dict[str, Any]:
     """Train ``cfg`` into the store at ``home``; the final model, tokenizer, config, steps, wall time, val losses."""
-    os.environ["WORKBENCH_HOME"] = str(home)  # anything reading the default home sees the throw-away one
-    from workbench.pipeline import load_run_model, train
-    from workbench.runstore import RunStore
-
-    store = RunStore(home)
-    try:
-        t0 = time.perf_counter()
-        run_id = train(cfg, store, progress=False)
-        wall = time.perf_counter() - t0
-        info = store.get_run(run_id)
-        if info.status != "finished":
-            raise RuntimeError(f"run {run_id} ended as {info.status}: {info.error}")
-        model, tok, run_cfg = load_run_model(store, run_id, "last")
-        series = store.metric_series(run_id)
-    finally:
-        store.close()
+    run = train_finished(cfg, home)
+    series = run.series
     steps, losses = series.get("val/loss", ([], []))
     bleu = dict(zip(*series.get("val/bleu", ([], []))))  # the trainer's own greedy BLEU (score_examples pairs)
     train_steps, train_losses = series.get("train/loss", ([], []))
-    return {"model": model, "tokenizer": tok, "config": run_cfg, "steps": int(info.step), "wall_s": wall,
+    return {"model": run.model, "tokenizer": run.tokenizer, "config": run.config, "steps": run.steps, "wall_s": run.wall_s,
             "val_curve": [(s, loss, bleu.get(s)) for s, loss in zip(steps, losses)],
             "train_curve": list(zip(train_steps, train_losses))}
 

@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from finished_run import train_finished  # bench/finished_run.py (beside this script)
 from tinyshakespeare import URL, data_path_or_exit  # bench/tinyshakespeare.py (beside this script)
 import torch.nn.functional as F
 
@@ -128,11 +129,8 @@ def run_ours(corpus: Path, steps: int | None, home: Path, seed: int | None = Non
     Returns the final (``last``) model, its tokenizer, the validation text, the trainer's own
     evaluations, steps, the wall time of the ``train()`` call and the median training tokens/s.
     """
-    os.environ["WORKBENCH_HOME"] = str(home)  # anything reading the default home sees the throw-away one
     from workbench import apply_overrides, get_preset
     from workbench.corpora import load_corpus
-    from workbench.pipeline import load_run_model, train
-    from workbench.runstore import RunStore
 
     # unk=False: nanoGPT's vocabulary exactly (the sorted characters, no [UNK]), checked below
     overrides: dict[str, object] = {"corpus": str(corpus), "device": "cpu", "name": "bench-shakespeare-char",
@@ -142,29 +140,19 @@ def run_ours(corpus: Path, steps: int | None, home: Path, seed: int | None = Non
     if seed is not None:
         overrides["seed"] = seed
     cfg = apply_overrides(get_preset("gpt-cpu"), overrides)
-    store = RunStore(home)
-    try:
-        t0 = time.perf_counter()
-        run_id = train(cfg, store, progress=False)
-        wall = time.perf_counter() - t0
-        info = store.get_run(run_id)
-        if info.status != "finished":
-            raise RuntimeError(f"run {run_id} ended as {info.status}: {info.error}")
-        model, tok, run_cfg = load_run_model(store, run_id, "last")
-        series = store.metric_series(run_id)
-    finally:
-        store.close()
-    _, val = load_corpus(str(corpus)).split(run_cfg.data.val_fraction)
+    run = train_finished(cfg, home)
+    series = run.series
+    _, val = load_corpus(str(corpus)).split(run.config.data.val_fraction)
     val_steps, val_losses = series.get("val/loss", ([], []))
     tok_s = series.get("tokens_per_s", ([], []))[1]
     return {
-        "model": model,
-        "tokenizer": tok,
+        "model": run.model,
+        "tokenizer": run.tokenizer,
         "val_text": val.text,
-        "steps": int(info.step),
-        "wall_s": wall,
+        "steps": run.steps,
+        "wall_s": run.wall_s,
         "val_curve": list(zip(val_steps, val_losses)),
-        "eval_chars": run_cfg.data.eval_chars,
+        "eval_chars": run.config.data.eval_chars,
         "median_train_tok_s": statistics.median(tok_s) if tok_s else float("nan"),
     }
 

@@ -125,6 +125,16 @@ def _plot_js(expr: str) -> str:
     return f"() => {{ const el = document.querySelector('.js-plotly-plot'); const d = el && el.data; return !!(d && ({expr})); }}"
 
 
+def _offline_page(browser, url: str, height: int):
+    """A page of ``height`` px (1440 wide) and the list it fills with every request to another host:
+    the dashboard must work offline, so a test asserts that list stays empty."""
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    page.set_default_timeout(60_000)
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
+    return page, outside
+
+
 def _committed_shots() -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in (ROOT / "docs" / "screenshots").glob("*.png")}
 
@@ -133,10 +143,7 @@ def test_train_watch_and_look_inside(server, browser, tmp_path):
     url, home = server
     shots = _shots_dir(tmp_path)
     committed = _committed_shots()
-    page = browser.new_page(viewport={"width": 1440, "height": 1250})
-    page.set_default_timeout(60_000)
-    outside = []  # the dashboard must work offline: nothing may be fetched from another host
-    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
+    page, outside = _offline_page(browser, url, 1250)
 
     # Train: a tiny config through the form
     page.goto(url, wait_until="domcontentloaded")

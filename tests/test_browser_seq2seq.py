@@ -14,7 +14,7 @@ import os
 import pytest
 
 import test_browser
-from test_browser import SHOTS_ENV, ROOT, _committed_shots, _end, _plot_js, _serve, _shots_dir
+from test_browser import SHOTS_ENV, ROOT, _committed_shots, _end, _offline_page, _plot_js, _serve, _shots_dir
 from workbench.attention import AttentionMaps
 from workbench.objectives.seq2seq_tasks import reverse_words
 from workbench.overrides import apply_overrides
@@ -76,10 +76,7 @@ def test_monitor_translate_and_cross_attention_of_a_seq2seq_run(seq2seq_server, 
     assert store.get_run(run_id).status == "finished"
     shots = _shots_dir(tmp_path)
     committed = _committed_shots()
-    page = browser.new_page(viewport={"width": 1440, "height": 1400})
-    page.set_default_timeout(60_000)
-    outside = []  # offline: nothing may be fetched from another host
-    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
+    page, outside = _offline_page(browser, url, 1400)
 
     # Monitor: the BLEU chart and the decoded examples of the last evaluation
     page.goto(f"{url}/monitor?run={run_id}", wait_until="domcontentloaded")

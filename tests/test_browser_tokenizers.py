@@ -12,7 +12,7 @@ import os
 import pytest
 
 import test_browser
-from test_browser import SHOTS_ENV, _committed_shots, _shots_dir
+from test_browser import SHOTS_ENV, _committed_shots, _offline_page, _shots_dir
 from workbench.tokenizers.library import TokenizerLibrary
 
 pytestmark = pytest.mark.browser
@@ -34,10 +34,7 @@ def test_train_a_tokenizer_and_see_the_coloured_tokens(server, browser, tmp_path
     url, home = server
     shots = _shots_dir(tmp_path)
     committed = _committed_shots()
-    page = browser.new_page(viewport={"width": 1440, "height": 1400})
-    page.set_default_timeout(60_000)
-    outside = []  # offline: nothing may be fetched from another host
-    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
+    page, outside = _offline_page(browser, url, 1400)
 
     page.goto(f"{url}/tokenizers", wait_until="domcontentloaded")
     page.wait_for_selector("[data-testid='stApp']")
