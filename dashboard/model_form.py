@@ -43,6 +43,9 @@ LABELS = {
     "block_size": "Context length (block_size)",
     "dropout": "Dropout",
     "pos_encoding": "Position encoding",
+    "rope_base": "RoPE base (rope_base; rope only)",
+    "norm": "LayerNorm placement (norm)",
+    "residual": "Residual connections (residual)",
     "bias": "Biases in linear and norm layers (bias)",
     "tie_weights": "Tie input and output embeddings (tie_weights)",
     "hidden": "Recurrent state width (hidden; 0 = n_embd)",
@@ -61,6 +64,7 @@ RANGES: dict[str, tuple[Any, ...]] = {
     "type_vocab_size": (1, 16, 1),
     "dropout": (0.0, 0.95, 0.05, "%.2f"),
     "layer_norm_eps": (1e-12, 0.1, 1e-6, "%.1e"),
+    "rope_base": (2.0, 1e7, 1000.0, "%g"),
 }
 """(lowest, highest, step[, format]) of the number fields by name; the others are unbounded."""
 DIRECTIONS = frozenset({"causal", "bidirectional"})

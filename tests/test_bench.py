@@ -116,3 +116,15 @@ def test_seq2seq_tasks_quick_run_prints_its_figures(tmp_path: Path) -> None:
     assert 0 <= float(fields["bleu"]) <= 100 and 0 <= float(fields["exact_match"]) <= 1
     assert int(fields["steps"]) > 0 and float(fields["train_s"]) > 0
     assert "greedy: BLEU" in res.stdout and "beam 2: BLEU" in res.stdout and "hypothesis" in res.stdout
+
+
+def test_attention_quick_run_prints_its_figures() -> None:
+    res = run_script("bench/attention.py", "--quick", "--threads", "1", "--no-bertviz")
+    assert res.returncode == 0, res.stderr[-4000:]
+    fields = last_fields(res.stdout, "attention")
+    assert set(fields) == {"minilm_128_s", "minilm_512_s", "minilm_512_mb", "snapshot_overhead_pct", "bertviz_512_s"}
+    assert fields["bertviz_512_s"] == "-"
+    assert 0 < float(fields["minilm_512_mb"]) <= 5.0  # the payload is deterministic: a size, not a timing
+    assert float(fields["minilm_128_s"]) > 0 and float(fields["minilm_512_s"]) > 0
+    assert 0 < float(fields["snapshot_overhead_pct"]) < 100
+    assert "(published, not measured here)" in res.stdout

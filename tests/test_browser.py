@@ -201,8 +201,25 @@ def test_train_watch_and_look_inside(server, browser, tmp_path):
     page.wait_for_function(_plot_js("d[0].type === 'heatmap'"))
     assert f"step {MAX_STEPS}" in page.evaluate("document.querySelector('.js-plotly-plot').layout.title.text")
     assert not page.locator("[data-testid='stException']").count()
+
+    # every layer x head as one image, then the head view (its own page in an iframe, drawn on a canvas)
+    page.get_by_text("All heads", exact=True).click()
+    page.wait_for_function(_plot_js("d.length === 1 && d[0].type === 'heatmap' && (el.layout.yaxis.ticktext || [])"
+                                    ".some(t => t.startsWith('L'))"))
+    page.get_by_text("Head view", exact=True).click()
+    frame = page.frame_locator("iframe[title='st.iframe'], iframe").first
+    frame.locator("canvas").first.wait_for()
+    page.wait_for_function("""() => { const f = [...document.querySelectorAll('iframe')].find(i => i.contentDocument
+        && i.contentDocument.querySelector('canvas')); if (!f) return false;
+        const c = f.contentDocument.querySelector('canvas'); const d = c.getContext('2d')
+        .getImageData(0, 0, c.width, c.height).data; let ink = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] + d[i + 1] + d[i + 2] < 700) ink++;
+        return ink > 200; }""")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(shots / "attention_head_view.png"))
+    assert not page.locator("[data-testid='stException']").count()
     assert outside == []
-    assert {p.name for p in shots.glob("*.png")} >= {"monitor.png", "attention.png"}
+    assert {p.name for p in shots.glob("*.png")} >= {"monitor.png", "attention.png", "attention_head_view.png"}
     if SHOTS_ENV not in os.environ:  # a plain test run leaves the README's pictures alone
         assert _committed_shots() == committed
 

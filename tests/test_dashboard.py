@@ -490,14 +490,19 @@ def test_attention_shows_heatmaps_of_each_snapshot(finished):
     snaps = attention_snapshots(RunStore(home), newest)
     assert at.select_slider(key="attn_step").options == [str(s) for s, _ in snaps] == ["0", "10", "20", "30"]
 
-    heat, grid = _charts(at)
+    heat = _charts(at)[0]
     assert heat["data"][0]["type"] == "heatmap"
     z = _array(heat["data"][0]["z"])
     n_tokens = len(heat["data"][0]["x"])
     assert z.reshape(n_tokens, n_tokens).sum(axis=1) == pytest.approx(np.ones(n_tokens), abs=1e-2)  # rows sum to 1
     assert "Layer 0, head 0 · step 30" in heat["layout"]["title"]["text"]
+    at.radio(key="attn_view").set_value("model").run()
+    grid = _charts(at)[0]  # every layer x head as one image: (heads side by side, layers stacked, 1-cell gaps)
     cfg = get_preset("gpt-nano").model
-    assert [t["type"] for t in grid["data"]] == ["heatmap"] * (cfg.n_layer * cfg.n_head)
+    T = n_tokens
+    assert [t["type"] for t in grid["data"]] == ["heatmap"]
+    assert _array(grid["data"][0]["z"]).size == (cfg.n_layer * (T + 1) - 1) * (cfg.n_head * (T + 1) - 1)
+    at.radio(key="attn_view").set_value("heatmap")
 
     at.selectbox(key="attn_layer").set_value(1)
     at.select_slider(key="attn_step").set_value(10)

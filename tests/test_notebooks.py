@@ -202,8 +202,74 @@ def _check_xlnet_t5(nb: nbformat.NotebookNode, home: Path) -> None:
                                f"cross-attention figures; got {len(figures)}")
 
 
+def _figures(cell: nbformat.NotebookNode) -> list[dict]:
+    return [o["data"]["application/vnd.plotly.v1+json"] for o in cell.outputs
+            if "application/vnd.plotly.v1+json" in o.get("data", {})]
+
+
+def _check_attention(nb: nbformat.NotebookNode, home: Path) -> None:
+    # attention by hand matched the package's layer (assert_close raised otherwise), one and two heads
+    assert "by hand == layers.SelfAttention: weights and output match" in _stdout(_tagged(nb, "by-hand"))
+    assert "2 heads of size 4 by hand == layers.SelfAttention(n_head=2)" in _stdout(_tagged(nb, "multi-head"))
+
+    # shuffling the input of a block without positions shuffles its output exactly; with positions it does not
+    shuffle = _stdout(_tagged(nb, "shuffle"))
+    no_pos = float(re.search(r"bidirectional, no positions:\s+shuffled output - output shuffled = (\S+)", shuffle)[1])
+    with_pos = float(re.search(r"bidirectional, sinusoidal table:\s+shuffled output - output shuffled = (\S+)", shuffle)[1])
+    assert no_pos < 1e-5 and with_pos > 1e-2, shuffle
+    assert "without positions the block is permutation-equivariant: True; with them it is not: True" in shuffle
+    rope = _stdout(_tagged(nb, "rope"))
+    assert float(re.search(r"along a diagonal .*: (\S+)", rope)[1]) < 1e-4, rope
+    assert "RoPE scores depend only on the relative position i - j: True" in rope
+
+    # four finished runs, one per variant, and their loss curves in one chart; pre-LN's falls
+    runs = RunStore(home).list_runs()
+    assert all(r.status == "finished" for r in runs), [(r.id, r.status, r.error) for r in runs]
+    variants = sorted((r.config["model"]["norm"], r.config["model"]["residual"]) for r in runs)
+    assert variants == [("none", True), ("post", True), ("pre", False), ("pre", True)], variants
+    (curves,) = _figures(_tagged(nb, "residual-ln"))
+    traces = {t["name"]: t for t in curves["data"]}
+    assert sorted(traces) == sorted(["pre-LN", "post-LN", "no LayerNorm", "no residual"]), list(traces)
+    pre = traces["pre-LN"]["y"]
+    assert len(pre) >= 3 and pre[-1] < pre[0] - 1.0 and pre[-1] <= min(pre) + 0.05, pre  # fell, and ends near its lowest
+
+    # the pre-LN run's heads over training: the run is in the store, finished, with its snapshots
+    over_time = _tagged(nb, "heads-over-time")
+    run_id, status, step, n_snapshots = re.search(r"run (\S+): (\w+) at step (\d+); (\d+) snapshots",
+                                                  _stdout(over_time)).groups()
+    info = RunStore(home).get_run(run_id)
+    assert status == info.status == "finished" and int(step) == info.step == info.config["train"]["max_steps"]
+    assert int(n_snapshots) >= 3 and len(RunStore(home).artifacts(run_id, "attention")) == int(n_snapshots)
+    assert _figures(over_time), "head_over_time drew no figure"
+    induction = re.search(r"best induction score ([\d.]+) \(layer \d+, head \d+\): (.+)$",
+                          _stdout(_tagged(nb, "induction")), re.M)
+    assert induction and 0 <= float(induction[1]) <= 1, _stdout(_tagged(nb, "induction"))
+    assert induction[2] == ("an induction head has formed" if float(induction[1]) >= 0.4 else "no induction head at this budget")
+
+    # MiniLM, offline: the model view and the layer/head/text widgets, labels with its sink heads
+    minilm = _tagged(nb, "minilm")
+    assert _figures(minilm), "the model view was not shown"
+    assert any(WIDGET_MIME in o.get("data", {}) for o in minilm.outputs), "the widgets were not displayed"
+    heads = re.search(r"6 layers x 12 heads on (\d+) tokens: (.+)", _stdout(minilm))
+    assert heads and re.search(r"\d+ sink", heads[2]), _stdout(minilm)
+
+    # two head views in one notebook, both rendered as their own iframes (bertviz #45)
+    frames = [o["data"]["text/html"] for o in _tagged(nb, "head-view").outputs if "text/html" in o.get("data", {})]
+    assert len(frames) == 2 and all(f.startswith("<iframe") for f in frames) and frames[0] != frames[1], \
+        [f[:80] for f in frames]
+    ids = [re.search(r'id="([^"]+)"', f)[1] for f in frames]
+    assert ids[0] != ids[1], ids
+
+    # the export: a file outside the repository that opens offline
+    exported = Path(re.search(r"kB to (.+)$", _stdout(_tagged(nb, "export")), re.M)[1].strip())
+    assert exported.is_file() and NOTEBOOKS_DIR.parent not in exported.parents, exported
+    page = exported.read_text(encoding="utf-8")
+    assert "<html" in page.lower() and "https://cdn" not in page, "the exported view must not load from a CDN"
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "00_quickstart.ipynb": _check_quickstart,
+    "02_attention.ipynb": _check_attention,
     "01_tokenization.ipynb": _check_tokenization,
     "03_objectives.ipynb": _check_objectives,
     "03b_xlnet_t5.ipynb": _check_xlnet_t5,

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .attention import AttentionMaps, capture, capture_seq2seq
+from .attention import AttentionMaps, capture, capture_seq2seq, capture_two_stream
 from .config import ConfigError, RunConfig
 from .overrides import apply_overrides, diff_fields
 from .corpora import corpus_fingerprint, load_corpus
@@ -22,6 +22,7 @@ from .experiment import build_experiment, preflight
 from .io import atomic_write, remove_stale_temp_files
 from .models import LanguageModel, build_model
 from .objectives import Objective
+from .objectives.permutation_lm import MASK
 from .runstore import HEARTBEAT_S, RunStore
 from .scoring import ROUGE_TYPES, decode_scores
 from .tokenizers import Tokenizer
@@ -81,10 +82,14 @@ class AttentionSnapshots(Callback):
     gets all three of its kinds from one pass: the encoder's in ``attn/step_<n>.npz`` (artifact
     "attention", what every reader of a run's attention lists), the decoder's in
     ``attn/decoder_step_<n>.npz`` ("decoder_attention") and the cross-attention in
-    ``attn/cross_step_<n>.npz`` ("cross_attention")."""
+    ``attn/cross_step_<n>.npz`` ("cross_attention"). A permutation-LM run ("plm") also keeps its
+    two streams over the probe read in one fixed seeded order (the same at every evaluation):
+    ``attn/content_step_<n>.npz`` ("content_attention") and ``attn/query_step_<n>.npz``
+    ("query_attention"). Every map carries its step, its mask and ``source`` "run <id>"."""
 
-    FILES = {"encoder": ("attention", "step"), "decoder": ("decoder_attention", "decoder_step"),
-             "cross": ("cross_attention", "cross_step")}
+    FILES = {"self": ("attention", "step"), "encoder": ("attention", "step"),
+             "decoder": ("decoder_attention", "decoder_step"), "cross": ("cross_attention", "cross_step"),
+             "content": ("content_attention", "content_step"), "query": ("query_attention", "query_step")}
     """Kind of map -> (artifact kind, file name prefix)."""
 
     def __init__(self, store: RunStore, run_id: str, probe_ids: list[int], tokenizer: Tokenizer) -> None:
@@ -102,18 +107,31 @@ class AttentionSnapshots(Callback):
             self._paired = True
         return self._pair
 
+    def _two_streams(self, trainer: Trainer, source: str, step: int) -> dict[str, AttentionMaps]:
+        """The query and content streams of a permutation-LM run, in the objective's k and with
+        the [MASK] start its batches use; {} for any other run."""
+        model, objective = trainer.model, trainer.objective
+        if objective.name != "plm" or "permutation" not in model.config.capabilities:
+            return {}
+        mask_id = self.tokenizer.token_to_id(MASK) if MASK in self.tokenizer.special_tokens else None
+        return capture_two_stream(model, self.probe_ids, tokens=self.tokens, mask_token_id=mask_id, source=source,
+                                  step=step, k=getattr(objective.config, "k", None))
+
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         step = trainer.state.step
         attn_dir = self.store.run_dir(self.run_id) / "attn"
+        source = f"run {self.run_id}"
         pair = self._probe_pair(trainer) if "seq2seq" in trainer.model.config.capabilities else None
+        maps: dict[str, AttentionMaps]
         if pair is None:
-            maps = {"encoder": capture(trainer.model, self.probe_ids, self.tokens)}
+            self_maps = capture(trainer.model, self.probe_ids, self.tokens, source=source, step=step)
+            maps = {self_maps.kind: self_maps, **self._two_streams(trainer, source, step)}
         else:
             show = self.tokenizer.display_token
-            maps = capture_seq2seq(trainer.model, pair[0], pair[1], [show(i) for i in pair[0]], [show(i) for i in pair[1]])
+            maps = capture_seq2seq(trainer.model, pair[0], pair[1], [show(i) for i in pair[0]],
+                                   [show(i) for i in pair[1]], source=source, step=step)
         for name, m in maps.items():
             artifact, prefix = self.FILES[name]
-            m.step = step
             path = attn_dir / f"{prefix}_{step:06d}.npz"
             m.save(path)
             self.store.add_artifact(self.run_id, artifact, step, path)
@@ -333,7 +351,8 @@ def load_run_model(store: RunStore, run_id: str, which: str = "best",
 def attention_snapshots(store: RunStore, run_id: str, kind: str = "attention") -> list[tuple[int, Path]]:
     """``(step, path)`` of a run's attention snapshots of artifact ``kind``, oldest first:
     "attention" (self-attention; an encoder-decoder's encoder), "decoder_attention" or
-    "cross_attention" (encoder-decoders, see :class:`AttentionSnapshots`)."""
+    "cross_attention" (encoder-decoders), "content_attention" or "query_attention" (a permutation
+    LM's two streams; see :class:`AttentionSnapshots`)."""
     return store.artifacts(run_id, kind)
 
 

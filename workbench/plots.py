@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 Series = Mapping[str, tuple[Sequence[int], Sequence[float]]]
 
@@ -147,35 +146,8 @@ def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_poi
     return fig
 
 
-def attention_heatmap(weights: np.ndarray, tokens: Sequence[str], title: str = "",
-                      key_tokens: Sequence[str] | None = None) -> go.Figure:
-    """One head: rows are queries (attending from), columns are keys (attending to). ``weights``
-    is (T, T) over ``tokens``, or (T, S) with ``key_tokens`` labelling the S columns (cross-attention:
-    decoder rows, encoder columns)."""
-    z = np.asarray(weights)  # (T, S)
-    rows, cols = _show_tokens(tokens), _show_tokens(tokens if key_tokens is None else key_tokens)
-    if z.shape != (len(rows), len(cols)):
-        raise ValueError(f"attention weights of shape {z.shape} do not match {len(rows)} query and "
-                         f"{len(cols)} key tokens")
-    fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, colorscale="Blues", zmin=0.0, zmax=1.0,
-                               colorbar={"title": "weight"},
-                               hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="key (attended to)", yaxis_title="query (attending from)",
-                      yaxis={"autorange": "reversed"}, height=560, margin={"l": 80, "r": 20, "t": 50, "b": 80})
-    return fig
+# moved to attention_views; notebooks and the dashboard call plots.attention_heatmap / plots.attention_grid
+from .attention_views import attention_heatmap, attention_grid  # noqa: E402,F401
 
-
-def attention_grid(weights: np.ndarray, title: str = "") -> go.Figure:
-    """All layers x heads as small heatmaps (the bertviz model view, as a static grid)."""
-    n_layers, n_heads = weights.shape[:2]
-    fig = make_subplots(rows=n_layers, cols=n_heads, horizontal_spacing=0.02, vertical_spacing=0.03,
-                        subplot_titles=[f"L{l} H{h}" for l in range(n_layers) for h in range(n_heads)])
-    for l in range(n_layers):
-        for h in range(n_heads):
-            fig.add_trace(go.Heatmap(z=weights[l, h], colorscale="Blues", zmin=0.0, zmax=1.0, showscale=False,
-                                     hovertemplate=f"layer {l} head {h}<br>q %{{y}} k %{{x}}<br>%{{z:.3f}}<extra></extra>"),
-                          row=l + 1, col=h + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
-    fig.update_layout(title=title, height=max(260, 170 * n_layers), margin={"l": 20, "r": 20, "t": 60, "b": 20})
-    return fig
+__all__ = ["MAX_POINTS", "plain", "downsample", "loss_figure", "metric_figure", "metrics_figure", "compare_figure",
+           "attention_heatmap", "attention_grid"]

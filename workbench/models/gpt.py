@@ -1,5 +1,8 @@
 """GPT-style decoder: token + position embeddings, pre-LN causal blocks, tied LM head.
 
+Teaching options change the parts one at a time: ``pos_encoding`` (learned, sinusoidal, RoPE or
+none; see ``positions``), ``norm`` (pre-LN, post-LN or none) and ``residual`` (skip connections).
+
 The model maps ids to outputs and nothing else; objectives own the loss. The trunk
 (:class:`GPTTrunk`, ids -> hidden states) is separate from the vocabulary head, as in HF's
 ``GPT2Model`` + ``lm_head``, so other heads can sit on the same trunk.
@@ -20,7 +23,8 @@ import torch.nn as nn
 
 from ..config import ModelConfig, require
 from .base import LanguageModel, ModelOutput
-from .layers import Block, LayerNorm, check_attention_shape, padding_to_allowed, sinusoidal_positions
+from .layers import Block, LayerNorm, Rope, check_attention_shape, padding_to_allowed
+from .positions import rope_angles, sinusoidal_positions
 
 
 @dataclass
@@ -44,29 +48,55 @@ class GPTConfig(ModelConfig):
     """Dropout on attention weights and residual branches (0 to disable)."""
     bias: bool = True
     """Biases in Linear and LayerNorm layers (GPT-2 has them)."""
-    pos_encoding: Literal["learned", "sinusoidal"] = "learned"
-    """Learned position embeddings (GPT-2) or fixed sinusoids (the original Transformer, which
-    also scales token embeddings by sqrt(n_embd) so the two are of similar size)."""
+    pos_encoding: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
+    """Learned position embeddings (GPT-2); fixed sinusoids (the original Transformer, which also
+    scales token embeddings by sqrt(n_embd) so the two are of similar size); rope, queries and
+    keys rotated by their position so scores depend on distance (LLaMA; needs an even head size);
+    or none: attention alone cannot tell positions apart (only the causal mask can)."""
+    rope_base: float = 10000.0
+    """RoPE's wavelength base (rope only): pair m of a head turns by base^(-2m/head size) per
+    position; a larger base turns slower, for longer contexts."""
+    norm: Literal["pre", "post", "none"] = "pre"
+    """LayerNorm in each block: pre, x + f(ln(x)) (GPT-2; trains stably); post, ln(x + f(x))
+    (the original Transformer, BERT; no final norm); none, no LayerNorm anywhere."""
+    residual: bool = True
+    """Skip connections x + f(x) around attention and the MLP; off, each block is f(x) alone
+    (deep stacks then barely train: the point of residual connections)."""
     tie_weights: bool = True
     """Share the token embedding with the output projection (weight tying)."""
 
     def __post_init__(self) -> None:
         require(self.arch == "gpt", "arch", f"GPTConfig is for arch 'gpt', got {self.arch!r}")
         check_attention_shape(self)
-        require(self.pos_encoding in ("learned", "sinusoidal"), "pos_encoding",
-                f"unknown {self.pos_encoding!r}; use 'learned' or 'sinusoidal'")
+        require(self.pos_encoding in ("learned", "sinusoidal", "rope", "none"), "pos_encoding",
+                f"unknown {self.pos_encoding!r}; use 'learned', 'sinusoidal', 'rope' or 'none'")
+        require(self.norm in ("pre", "post", "none"), "norm", f"unknown {self.norm!r}; use 'pre', 'post' or 'none'")
+        require(isinstance(self.residual, bool), "residual", f"must be true or false, got {self.residual!r}")
+        require(isinstance(self.rope_base, (int, float)) and not isinstance(self.rope_base, bool)
+                and self.rope_base > 1, "rope_base", f"must be a number > 1, got {self.rope_base!r}")
+        hs = self.n_embd // self.n_head
+        require(self.pos_encoding != "rope" or hs % 2 == 0, "n_embd",
+                f"rope rotates pairs of dimensions, so the head size n_embd / n_head = {hs} must be even; "
+                f"pick n_embd as a multiple of 2 * n_head (e.g. {2 * self.n_head * max(1, round(hs / 2))}) "
+                f"or another pos_encoding")
 
     @property
     def max_context(self) -> int:
         return self.block_size
 
     def describe(self) -> str:
-        """Layers, heads, width and context.
+        """Layers, heads, width and context, then any options that are not GPT-2's.
 
         >>> GPTConfig(n_layer=4, n_head=4, n_embd=128).describe()
         'gpt 4L/4H/128 ctx 64'
+        >>> GPTConfig(pos_encoding="rope", norm="post", residual=False).describe()
+        'gpt 2L/2H/64 ctx 64 rope post-LN no-residual'
         """
-        return f"gpt {self.n_layer}L/{self.n_head}H/{self.n_embd} ctx {self.block_size}"
+        extras = [] if self.pos_encoding == "learned" else [
+            "no-pos" if self.pos_encoding == "none" else self.pos_encoding]
+        extras += [] if self.norm == "pre" else ["post-LN" if self.norm == "post" else "no-LN"]
+        extras += [] if self.residual else ["no-residual"]
+        return " ".join([f"gpt {self.n_layer}L/{self.n_head}H/{self.n_embd} ctx {self.block_size}", *extras])
 
 
 class GPTTrunk(nn.Module):
@@ -76,20 +106,41 @@ class GPTTrunk(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe: nn.Embedding | None = None
+        self.embed_scale = 1.0
         if config.pos_encoding == "learned":
-            self.wpe: nn.Embedding | None = nn.Embedding(config.block_size, config.n_embd)
-            self.embed_scale = 1.0
-        else:
-            self.wpe = None
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        elif config.pos_encoding == "sinusoidal":
             self.register_buffer("pos_table", sinusoidal_positions(config.block_size, config.n_embd), persistent=False)
             # "Attention Is All You Need" 3.4: embeddings times sqrt(d_model), so tokens (std 1
             # after init std d^-1/2) are not drowned by the fixed table (std ~0.7)
             self.embed_scale = math.sqrt(config.n_embd)
+        elif config.pos_encoding == "rope":  # nothing added: every layer rotates its q and k instead
+            cos, sin = rope_angles(config.block_size, config.n_embd // config.n_head, config.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, hs)
+            self.register_buffer("rope_sin", sin, persistent=False)  # (block_size, hs)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(config.n_embd, config.n_head, config.dropout, config.bias, causal=True) for _ in range(config.n_layer)
+            Block(config.n_embd, config.n_head, config.dropout, config.bias, causal=True,
+                  norm=config.norm, residual=config.residual) for _ in range(config.n_layer)
         )
-        self.ln_f = LayerNorm(config.n_embd, config.bias)
+        # post-LN's blocks already end in a norm; the original Transformer has no final one
+        self.ln_f: nn.Module = LayerNorm(config.n_embd, config.bias) if config.norm == "pre" else nn.Identity()
+
+    def _positions(self, T: int, device: torch.device) -> tuple[torch.Tensor | None, Rope | None]:
+        """(the table added to the embeddings (T, C) or None, RoPE's (cos, sin) (T, hs) or None)."""
+        if self.wpe is not None:
+            return self.wpe(torch.arange(T, device=device)), None
+        if self.config.pos_encoding == "sinusoidal":
+            return self.pos_table[:T], None
+        if self.config.pos_encoding == "rope":
+            return None, (self.rope_cos[:T], self.rope_sin[:T])
+        return None, None  # "none": nothing tells positions apart
+
+    def _embed(self, idx: torch.Tensor, pos_emb: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings (scaled for sinusoids) plus the position table if any: (B, T, C)."""
+        x = self.wte(idx) * self.embed_scale if self.embed_scale != 1.0 else self.wte(idx)  # (B, T, C)
+        return x if pos_emb is None else x + pos_emb
 
     def forward(
         self,
@@ -102,15 +153,13 @@ class GPTTrunk(nn.Module):
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than the model's block_size={self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)  # (T,)
-        pos_emb = self.wpe(pos) if self.wpe is not None else self.pos_table[:T]  # (T, C)
-        tok_emb = self.wte(idx) * self.embed_scale if self.embed_scale != 1.0 else self.wte(idx)  # (B, T, C)
-        x = self.drop(tok_emb + pos_emb)  # (B, T, C)
+        pos_emb, rope = self._positions(T, idx.device)  # (T, C) or None, (cos, sin) or None
+        x = self.drop(self._embed(idx, pos_emb))  # (B, T, C)
         allowed = padding_to_allowed(attention_mask)
         hidden: list[torch.Tensor] = [x] if output_hidden_states else []
         attentions: list[torch.Tensor] = []
         for block in self.blocks:
-            x, weights = block(x, allowed, need_weights=output_attentions)
+            x, weights = block(x, allowed, need_weights=output_attentions, rope=rope)
             if output_hidden_states:
                 hidden.append(x)
             if weights is not None:
@@ -137,7 +186,9 @@ class GPTTrunk(nn.Module):
         ``not perm_mask[i, j] and i != j``: it never sees its own token (XLNet lets the query of
         a non-predicted token see itself; its output is never scored). Both streams go through
         the same blocks, and positions are this model's absolute ones (XLNet uses relative
-        positions with segment recurrence). ``attention_mask`` (B, T): padding keys hidden.
+        positions with segment recurrence); with rope or none no table is added (g starts from
+        the mask embedding or zeros) and RoPE rotates both streams' query i by position i, so
+        with rope, g learns its place through its scores. ``attention_mask`` (B, T): padding keys hidden.
 
         Returns (h (B, T, C), g (B, T, C), both after the final norm, the query stream after the
         embeddings and each layer or None, per layer weights (B, nh, 2T, T) or None: rows 0..T-1
@@ -148,10 +199,11 @@ class GPTTrunk(nn.Module):
             raise ValueError(f"sequence of length {T} is longer than the model's block_size={self.config.block_size}")
         if perm_mask.shape != (B, T, T):
             raise ValueError(f"perm_mask must have shape (B, T, T) = {(B, T, T)}, got {tuple(perm_mask.shape)}")
-        pos = torch.arange(T, device=idx.device)  # (T,)
-        pos_emb = self.wpe(pos) if self.wpe is not None else self.pos_table[:T]  # (T, C)
-        h = self.drop(self.wte(idx) * self.embed_scale + pos_emb)  # (B, T, C)
-        query = pos_emb if mask_token_id is None else self.wte.weight[mask_token_id] * self.embed_scale + pos_emb
+        pos_emb, rope = self._positions(T, idx.device)  # (T, C) or None, (cos, sin) or None
+        h = self.drop(self._embed(idx, pos_emb))  # (B, T, C)
+        C = self.config.n_embd
+        start = self.wte.weight.new_zeros(C) if mask_token_id is None else self.wte.weight[mask_token_id]
+        query = start * self.embed_scale if pos_emb is None else start * self.embed_scale + pos_emb  # (C,) or (T, C)
         g = self.drop(query.expand(B, T, -1))  # (B, T, C): where each token is, never what it is
         hidden = perm_mask.bool()  # (B, T, T)
         eye = torch.eye(T, dtype=torch.bool, device=idx.device)
@@ -161,7 +213,7 @@ class GPTTrunk(nn.Module):
         states: list[torch.Tensor] = [g] if output_hidden_states else []
         attentions: list[torch.Tensor] = []
         for block in self.blocks:
-            h, g, weights = block.two_stream(h, g, allowed, need_weights=output_attentions)
+            h, g, weights = block.two_stream(h, g, allowed, need_weights=output_attentions, rope=rope)
             if output_hidden_states:
                 states.append(g)
             if weights is not None:

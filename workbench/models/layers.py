@@ -8,13 +8,20 @@ Attention has two paths that compute the same function:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import positive_ints, require
+from .positions import apply_rope, sinusoidal_positions
+
+__all__ = ["MAX_BLOCK_SIZE", "MLP", "Block", "LayerNorm", "Norm", "Rope", "SelfAttention", "check_attention_shape",
+           "padding_to_allowed", "sinusoidal_positions"]  # sinusoidal_positions: re-exported from .positions
+
+Rope = tuple[torch.Tensor, torch.Tensor]
+"""RoPE's (cos, sin), each (T, hs): the first T rows of ``positions.rope_angles``."""
 
 MAX_BLOCK_SIZE = 8192
 """Largest context any preset or user config may ask for (attention is O(T^2) in memory)."""
@@ -69,15 +76,19 @@ class SelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False,
+        rope: Rope | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``attn_mask``: bool (B, 1|nh, T|1, T), True where attention is allowed (see ``padding_to_allowed``)."""
+        """``attn_mask``: bool (B, 1|nh, T|1, T), True where attention is allowed (see ``padding_to_allowed``).
+        ``rope``: (cos, sin) (T, hs) to rotate queries and keys by their positions (None: no rotation)."""
         B, T, C = x.size()
         hs = C // self.n_head
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if rope is not None:  # positions enter here, not in the residual stream; values are not rotated
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
 
         weights = None
         if need_weights:
@@ -98,7 +109,8 @@ class SelfAttention(nn.Module):
         return self.resid_dropout(self.proj(y)), weights
 
     def two_stream(
-        self, h: torch.Tensor, g: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False
+        self, h: torch.Tensor, g: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False,
+        rope: Rope | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """XLNet's two-stream attention with this layer's weights: queries from the content
         stream ``h`` and the query stream ``g`` (both (B, T, C)), keys and values from ``h`` only.
@@ -106,6 +118,7 @@ class SelfAttention(nn.Module):
         No causal triangle: ``allowed`` (B, 1|nh, 2T, T) says everything, rows 0..T-1 for h's
         queries and T..2T-1 for g's. A query allowed no key at all (first in the order with every
         other token hidden) gets a zero output, an attention over nothing, not a leak of itself.
+        ``rope`` (cos, sin) (T, hs): both streams' query i and key j are rotated by i and j.
         Returns (h update, g update, weights (B, nh, 2T, T) or None).
         """
         B, T, C = h.size()
@@ -116,6 +129,10 @@ class SelfAttention(nn.Module):
         q = torch.cat([q_h, q_g], dim=1).view(B, 2 * T, self.n_head, hs).transpose(1, 2)  # (B, nh, 2T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if rope is not None:
+            cos, sin = rope
+            q = apply_rope(q, cos.repeat(2, 1), sin.repeat(2, 1))  # g's query i sits at position i, like h's
+            k = apply_rope(k, cos, sin)
         empty = ~allowed.any(dim=-1, keepdim=True)  # (B, 1|nh, 2T, 1)
         # an empty row looks at its own position only so softmax stays finite; zeroed below
         allowed = allowed | (empty & torch.eye(T, dtype=torch.bool, device=h.device).repeat(2, 1))
@@ -181,42 +198,55 @@ class MLP(nn.Module):
         return self.dropout(self.proj(self.gelu(self.fc(x))))
 
 
-class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+Norm = Literal["pre", "post", "none"]
+"""Where a block's LayerNorms sit: before each sublayer (GPT-2), after each residual sum (the
+original Transformer, BERT), or nowhere."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool) -> None:
+
+class Block(nn.Module):
+    """Transformer block: attention, then a position-wise MLP, each a residual sublayer.
+
+    ``norm="pre"`` (GPT-2): x + f(ln(x)), the stream itself never normalised, so gradients flow
+    straight down the skip path. ``"post"`` (original Transformer, BERT): ln(x + f(x)).
+    ``"none"``: x + f(x). ``residual=False`` drops the ``x +``, to show what skip connections buy.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool,
+                 norm: Norm = "pre", residual: bool = True) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd, bias)
+        assert norm in ("pre", "post", "none"), norm
+        self.norm, self.residual = norm, residual
+        self.ln_1: nn.Module = LayerNorm(n_embd, bias) if norm != "none" else nn.Identity()
         self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal)
-        self.ln_2 = LayerNorm(n_embd, bias)
+        self.ln_2: nn.Module = LayerNorm(n_embd, bias) if norm != "none" else nn.Identity()
         self.mlp = MLP(n_embd, dropout, bias)
 
+    def _in(self, ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """What a sublayer reads: ln(x) for pre-LN, else x itself."""
+        return ln(x) if self.norm == "pre" else x
+
+    def _out(self, ln: nn.Module, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        """The stream after a sublayer: x + f(x) (or f(x) alone), normalised for post-LN."""
+        y = x + fx if self.residual else fx
+        return ln(y) if self.norm == "post" else y
+
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False,
+        rope: Rope | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, weights = self.attn(self.ln_1(x), attn_mask, need_weights)
-        x = x + a
-        x = x + self.mlp(self.ln_2(x))
+        a, weights = self.attn(self._in(self.ln_1, x), attn_mask, need_weights, rope)
+        x = self._out(self.ln_1, x, a)  # (B, T, C)
+        x = self._out(self.ln_2, x, self.mlp(self._in(self.ln_2, x)))  # (B, T, C)
         return x, weights
 
     def two_stream(
-        self, h: torch.Tensor, g: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False
+        self, h: torch.Tensor, g: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False,
+        rope: Rope | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The block on both XLNet streams with the same weights (see :meth:`SelfAttention.two_stream`)."""
-        a_h, a_g, weights = self.attn.two_stream(self.ln_1(h), self.ln_1(g), allowed, need_weights)
-        h, g = h + a_h, g + a_g
-        return h + self.mlp(self.ln_2(h)), g + self.mlp(self.ln_2(g)), weights
-
-
-def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:
-    """Fixed sin/cos table from "Attention Is All You Need": (n_pos, dim).
-
-    >>> sinusoidal_positions(4, 6).shape
-    torch.Size([4, 6])
-    """
-    pos = torch.arange(n_pos, dtype=torch.float32).unsqueeze(1)  # (P, 1)
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))  # (dim/2,)
-    table = torch.zeros(n_pos, dim)
-    table[:, 0::2] = torch.sin(pos * inv_freq)
-    table[:, 1::2] = torch.cos(pos * inv_freq[: dim // 2])
-    return table
+        a_h, a_g, weights = self.attn.two_stream(self._in(self.ln_1, h), self._in(self.ln_1, g), allowed,
+                                                 need_weights, rope)
+        h, g = self._out(self.ln_1, h, a_h), self._out(self.ln_1, g, a_g)
+        h = self._out(self.ln_2, h, self.mlp(self._in(self.ln_2, h)))
+        g = self._out(self.ln_2, g, self.mlp(self._in(self.ln_2, g)))
+        return h, g, weights
