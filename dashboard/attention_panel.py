@@ -165,7 +165,7 @@ def lines(maps: AttentionMaps, layer: int, label: str) -> None:
     view = head_view(maps, layer=layer)
     components.html(view.html, height=view.height, scrolling=True)
     st.caption("Hover a token to keep only its lines; click to pin it; tick heads by colour. Line opacity is the "
-               "weight. " + getattr(view, "note", ""))
+               "weight. The caption inside the view says how many lines are drawn.")
     export_button(view, f"head view {label} L{layer}", "attn_export_lines")
 
 

@@ -22,14 +22,13 @@ from pathlib import Path
 import pytest
 
 from workbench.presets import get_preset
+from workbench.view_export import CHROMIUM_ARGS
 from workbench.runstore import RunStore
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS_ENV = "WORKBENCH_SCREENSHOTS"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 MAX_STEPS, EVAL_INTERVAL, EVAL_CHARS = 150, 25, 4096
 NASTY_NAME = "demo ![x](http://192.0.2.9/x.png) `t` **b** www.example.com"  # must show as typed, fetch nothing
 

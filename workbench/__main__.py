@@ -19,7 +19,7 @@ import typing
 from typing import Any
 from pathlib import Path
 
-from . import cli_seq2seq, cli_tokenizers
+from . import cli_attention, cli_seq2seq, cli_tokenizers
 from .config import ConfigError, RunConfig, describe_tokenizer
 from .overrides import SELECTORS, apply_overrides, bare_names, config_fields, overridden_dict, section_classes
 from .corpora import CorpusError
@@ -166,6 +166,7 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
                      help="the figure's path, .html (default: $WORKBENCH_HOME/compare/compare-<time>.html)")
     cli_tokenizers.add_parser(sub)
     cli_seq2seq.add_parser(sub)
+    cli_attention.add_parser(sub)
 
     dash = sub.add_parser("dashboard", help="serve the dashboard (127.0.0.1 unless --host says otherwise)")
     dash.add_argument("--host", default="127.0.0.1", help="address to listen on; beyond loopback a token is required")
@@ -316,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args, dests)
         handler = {"runs": _cmd_runs, "sample": _cmd_sample, "stop": _cmd_stop, "delete": _cmd_delete,
                    "presets": _cmd_presets, "compare": _cmd_compare, "tokenizers": cli_tokenizers.run, "dashboard": _cmd_dashboard,
-                   "translate": cli_seq2seq.run, "evaluate": cli_seq2seq.run}
+                   "translate": cli_seq2seq.run, "evaluate": cli_seq2seq.run,
+                   "attention": cli_attention.run}
         return handler[args.command](args)
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -76,3 +76,12 @@ def _seq2seq(model: Any, tokenizer: Any, ids: list[int], source: str) -> dict[st
     for m in maps.values():
         m.source = note
     return maps
+
+
+def induction_scores_of(model: Any, tokenizer: Any, seed: int = 0, n_probes: int = 2) -> Any:
+    """Induction score (L, nh) of a run's model on random ordinary tokens seen twice (special tokens
+    excluded); see :func:`workbench.head_stats.model_induction_scores`. An encoder-decoder's encoder."""
+    from .head_stats import model_induction_scores
+
+    special = [tokenizer.special_id(t) for t in getattr(tokenizer, "special_tokens", ())]
+    return model_induction_scores(model, tokenizer.vocab_size, exclude=special, seed=seed, n_probes=n_probes)

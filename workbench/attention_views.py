@@ -4,7 +4,7 @@ Built for long inputs: the model view draws every layer x head as ONE heatmap im
 levels (a 72-head MiniLM map at 512 tokens is ~2 MB of JSON, not bertviz's 869 MB), block-averaged
 when the weights would not fit the budget, and says so in its title. The bertviz-style head view
 (lines between two token columns) is :mod:`workbench.head_view`; ``save_html``/``save_png``
-export either kind offline.
+(:mod:`workbench.view_export`) export either kind offline.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .head_view import HeadView, head_view, save_html, save_png, to_html  # noqa: F401  (re-exported: one import for all views)
+from .head_view import HeadView, head_view  # noqa: F401  (re-exported: one import for all views)
+from .view_export import save_html, save_png, to_html  # noqa: F401
 
 if TYPE_CHECKING:
     from .attention import AttentionMaps

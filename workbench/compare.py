@@ -29,6 +29,7 @@ from .objectives.base import predicts_label
 from .overrides import apply_overrides
 from .presets import get_preset
 from .runstore import RunStore
+from .view_export import to_html
 
 STANDARD = ("ngram", "lstm", "gpt", "bert")
 """The standard set, each the family's preset of the chosen size (``<family>-nano`` / ``-cpu``)."""
@@ -203,5 +204,5 @@ def write_figure(fig: go.Figure, path: str | Path) -> Path:
     from .io import atomic_write
 
     path = Path(path)
-    atomic_write(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    atomic_write(path, to_html(fig))
     return path

@@ -193,6 +193,15 @@ def capture_hf(hf: HFModel, text: str, max_tokens: int = 512, source: str | None
         ids = hf.tokenizer(text, add_special_tokens=True)["input_ids"]
     if not ids:
         raise ValueError("the text gives no tokens; give capture_hf some text")
+    label = source if source is not None else f"hf:{hf.name}"
+    if n_full > len(ids):
+        label += f" (first {len(ids)} of {n_full} tokens)"
+    return capture_hf_ids(hf, ids, label)
+
+
+@torch.no_grad()
+def capture_hf_ids(hf: HFModel, ids: list[int], source: str = "") -> AttentionMaps:
+    """Every layer's attention of ``hf`` on token ids ``ids`` as they are (no special tokens added)."""
     device = next(hf.model.parameters()).device
     x = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     out = hf.model(input_ids=x, output_attentions=True)
@@ -202,9 +211,21 @@ def capture_hf(hf: HFModel, text: str, max_tokens: int = 512, source: str | None
                          f"without keeping them (SDPA, flash); load it with attn_implementation='eager' "
                          f"(load_hf does)")
     weights = torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (L, nh, T, T)
-    label = source if source is not None else f"hf:{hf.name}"
-    if n_full > len(ids):
-        label += f" (first {len(ids)} of {n_full} tokens)"
     T = len(ids)
     return AttentionMaps(weights.astype(np.float32, copy=False), readable_tokens(hf.tokenizer, ids),
-                         kind="self", mask=causal_mask(T) if hf.causal else None, source=label)
+                         kind="self", mask=causal_mask(T) if hf.causal else None, source=source)
+
+
+def hf_induction_scores(hf: HFModel, period: int = 25, seed: int = 0, n_probes: int = 2) -> np.ndarray:
+    """Induction score (L, nh) of a pretrained model: a random sequence of ordinary tokens
+    (special ones excluded) seen twice; see :func:`workbench.head_stats.induction_scores`."""
+    from .head_stats import induction_probe, induction_scores
+
+    special = set(hf.tokenizer.all_special_ids)
+    vocab = len(hf.tokenizer)
+    period = min(period, (hf.max_tokens - 1) // 2)
+    bos = hf.tokenizer.bos_token_id if hf.causal else hf.tokenizer.cls_token_id
+    offset = int(bos is not None)
+    scores = [induction_scores(capture_hf_ids(hf, induction_probe(vocab, period, seed + k, sorted(special), bos)),
+                               period, offset) for k in range(n_probes)]
+    return np.mean(scores, axis=0)

@@ -30,9 +30,9 @@ KINDS = {"attention": "Encoder self-attention", "decoder_attention": "Decoder se
          "query_attention": "Query stream"}
 MAP_KINDS = {"self": "Self-attention", "encoder": "Encoder self-attention", "decoder": "Decoder self-attention",
              "cross": "Cross-attention (decoder × encoder)", "content": "Content stream", "query": "Query stream"}
+# what "another model" may be: a hub id (name or org/name), never a server path (a visitor must not
+# make the server read its files)
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
-"""What "another model" may be: a hub id (org/name). Never a server path: a visitor must not make the
-server read its files."""
 MAX_TEXT = 5000
 
 
