@@ -30,8 +30,9 @@ install: $(STAMP)
 run: install
 	$(PY) -m workbench dashboard --host $(HOST) --port $(PORT)
 
+# test files spread over up to 4 processes (one file stays in one process: its fixtures are built once)
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/

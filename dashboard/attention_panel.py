@@ -57,7 +57,7 @@ def pick_layer_head(maps: AttentionMaps) -> tuple[int, int]:
     return layer, head
 
 
-def caption_for(maps: AttentionMaps, causal_model: bool, pattern: str = "") -> str:
+def caption_for(maps: AttentionMaps, causal: bool, pattern: str = "") -> str:
     """What the axes and the empty parts of this kind of map mean."""
     if maps.kind == "cross":
         return ("Row = a decoder position (query), column = an encoder token (key); each row sums to 1 over "
@@ -67,7 +67,7 @@ def caption_for(maps: AttentionMaps, causal_model: bool, pattern: str = "") -> s
                 "factorization order: a token sees only those before it in that order"
                 + (" and itself (content stream)." if maps.kind == "content" else
                    ", never itself (query stream: it must predict its own token). A row with no visible key is empty."))
-    if maps.kind == "decoder" or (maps.kind == "self" and causal_model):
+    if causal:
         return ("Row = the token that attends (query), column = the token it looks at (key); each row sums to 1. "
                 "The upper triangle is empty because a causal " + ("decoder" if maps.kind == "decoder" else "model")
                 + " cannot look at later tokens" + (" (the target it has not written yet)." if maps.kind == "decoder"
@@ -116,7 +116,7 @@ def _self_metrics(w: np.ndarray, causal: bool) -> None:
                "one looks at its neighbours, another at separators or special tokens.")
 
 
-def one_head(maps: AttentionMaps, layer: int, head: int, label: str, caption: str) -> None:
+def one_head(maps: AttentionMaps, layer: int, head: int, label: str, caption: str, causal: bool) -> None:
     """The single-head heatmap (every token labelled) beside the input and the head's statistics."""
     left, right = st.columns([3, 2], gap="large")
     fig = views.attention_heatmap(maps.head(layer, head), maps.tokens, title=f"Layer {layer}, head {head} · {label}",
@@ -140,7 +140,7 @@ def one_head(maps: AttentionMaps, layer: int, head: int, label: str, caption: st
         if maps.kind == "cross":
             _cross_metrics(w)
         else:
-            _self_metrics(w, causal=bool((~maps.allowed).any()) and maps.kind in ("self", "decoder"))
+            _self_metrics(w, causal)
 
 
 def all_heads(maps: AttentionMaps, label: str) -> None:

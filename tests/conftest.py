@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Built artefacts (the Shakespeare text) are cached per test session, not in the user's cache.
 os.environ.setdefault("WORKBENCH_CACHE", str(ROOT / ".pytest_cache" / "workbench-cache"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one torch thread each, not two
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def wb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -71,9 +71,12 @@ class AttentionMaps:
 
     @property
     def causal(self) -> bool:
-        """Whether queries only see earlier keys: a decoder's self-attention. A plain ``self``
-        map does not say (GPT's is causal, BERT's is not): ask the model's capabilities."""
-        return self.kind == "decoder"
+        """Whether queries only see earlier keys (and themselves): a decoder's self-attention, or a
+        map whose ``mask`` is the lower triangle (every capture sets it; older snapshots have none)."""
+        if self.kind == "decoder":
+            return True
+        m = self.mask
+        return m is not None and m.shape[0] == m.shape[1] and bool(np.array_equal(m, np.tri(len(m), dtype=bool)))
 
     @property
     def n_layers(self) -> int:

@@ -228,10 +228,11 @@ view = st.radio("View", views, format_func=panel.VIEWS.__getitem__, horizontal=T
                 help="One head's heatmap; every head at once; lines from each token to what it attends to (the "
                      "head view); the mask beside the weights; one head over the run's snapshots.")
 layer, head = panel.pick_layer_head(maps)
-causal_model = _causal(info) if info is not None else bool((~maps.allowed).any())
-caption = panel.caption_for(maps, causal_model, _cross_pattern(info) if info is not None and maps.kind == "cross" else "")
+# snapshots from before masks were saved say nothing: the run's family does (GPT causal, BERT not)
+causal = maps.causal or (maps.mask is None and maps.kind == "self" and info is not None and _causal(info))
+caption = panel.caption_for(maps, causal, _cross_pattern(info) if info is not None and maps.kind == "cross" else "")
 if view == "heatmap":
-    panel.one_head(maps, layer, head, label, caption)
+    panel.one_head(maps, layer, head, label, caption, causal)
 elif view == "model":
     panel.all_heads(maps, label)
 elif view == "lines":
