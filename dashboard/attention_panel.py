@@ -46,14 +46,17 @@ def export_button(what: Any, name: str, key: str) -> None:
                        "view has its own PNG button).")
 
 
-def pick_layer_head(maps: AttentionMaps) -> tuple[int, int]:
-    """Layer and head pickers (kept in range when the maps change depth or width)."""
+def pick_layer_head(maps: AttentionMaps, view: str) -> tuple[int, int]:
+    """Layer and head pickers (kept in range when the maps change depth or width); greyed out where
+    the view does not use them (all heads shows every one; the head view picks heads by colour
+    itself) but kept, so the choice survives a visit to those views."""
     for k, n in (("attn_layer", maps.n_layers), ("attn_head", maps.n_heads)):
         if st.session_state.get(k, 0) >= n:
             st.session_state[k] = 0
     cols = st.columns(2)
-    layer = cols[0].selectbox("Layer", list(range(maps.n_layers)), key="attn_layer")
-    head = cols[1].selectbox("Head", list(range(maps.n_heads)), key="attn_head")
+    layer = cols[0].selectbox("Layer", list(range(maps.n_layers)), key="attn_layer", disabled=view == "model")
+    head = cols[1].selectbox("Head", list(range(maps.n_heads)), key="attn_head", disabled=view in ("model", "lines"),
+                             help="The head view draws every head, each in its colour: tick them in the view.")
     return layer, head
 
 

@@ -227,7 +227,7 @@ if st.session_state.get("attn_view") not in views:
 view = st.radio("View", views, format_func=panel.VIEWS.__getitem__, horizontal=True, key="attn_view",
                 help="One head's heatmap; every head at once; lines from each token to what it attends to (the "
                      "head view); the mask beside the weights; one head over the run's snapshots.")
-layer, head = panel.pick_layer_head(maps)
+layer, head = panel.pick_layer_head(maps, view)
 # snapshots from before masks were saved say nothing: the run's family does (GPT causal, BERT not)
 causal = maps.causal or (maps.mask is None and maps.kind == "self" and info is not None and _causal(info))
 caption = panel.caption_for(maps, causal, _cross_pattern(info) if info is not None and maps.kind == "cross" else "")
