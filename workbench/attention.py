@@ -13,8 +13,8 @@ on a fixed probe, so a run's attention can be watched over training time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from .io import atomic_write
+from .models.base import eval_mode
 from .objectives.permutation_lm import PermutationLMConfig, order_selection, permutation_mask
 
 KINDS = ("self", "encoder", "decoder", "cross", "content", "query")
@@ -135,6 +136,12 @@ def causal_mask(T: int) -> np.ndarray:
     return np.tril(np.ones((T, T), dtype=bool))
 
 
+def _require(model: nn.Module, capability: str, what: str, instead: str) -> None:
+    """A ValueError naming the model's capabilities unless it has ``capability``."""
+    if capability not in model.config.capabilities:
+        raise ValueError(f"{what}; this model has {', '.join(sorted(model.config.capabilities))}: {instead}")
+
+
 @torch.no_grad()
 def capture(model: nn.Module, ids: list[int] | torch.Tensor, tokens: list[str] | None = None,
             source: str = "", step: int | None = None) -> AttentionMaps:
@@ -145,20 +152,15 @@ def capture(model: nn.Module, ids: list[int] | torch.Tensor, tokens: list[str] |
     ``mask`` says what the model let each query see, so a view can grey out what was never
     allowed: the lower triangle for a causal model (capability "causal"), None (everything) for
     a bidirectional encoder, which reads this single unpadded sequence whole."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        x = _row(ids, device)  # (1, T)
-        capabilities = model.config.capabilities
-        seq2seq = "seq2seq" in capabilities
+    x = _row(ids, next(model.parameters()).device)  # (1, T)
+    capabilities = model.config.capabilities
+    seq2seq = "seq2seq" in capabilities
+    with eval_mode(model):
         if seq2seq:  # the encoder's self-attention over the probe text
             _, attentions = model.encode(x, output_attentions=True)
         else:
             attentions = model(x, output_attentions=True).attentions
-        weights = _stack(attentions)  # (L, nh, T, T)
-    finally:
-        model.train(was_training)
+    weights = _stack(attentions)  # (L, nh, T, T)
     mask = causal_mask(x.size(1)) if "causal" in capabilities and not seq2seq else None
     return AttentionMaps(weights, tokens or [str(i) for i in x[0].tolist()], step=step,
                          kind="encoder" if seq2seq else "self", mask=mask, source=source)
@@ -174,22 +176,16 @@ def capture_seq2seq(model: nn.Module, encoder_ids: list[int] | torch.Tensor, dec
     start token, as teacher forcing feeds it), so row t of a decoder map is the position that
     predicts target token t. Both sequences must fit the model's context. Masks: the decoder's
     is the lower triangle; the encoder and the cross-attention see every (unpadded) source token."""
-    if "seq2seq" not in model.config.capabilities:
-        raise ValueError(f"capture_seq2seq needs an encoder-decoder (capability 'seq2seq'); this model has "
-                         f"{', '.join(sorted(model.config.capabilities))}: use capture() for its self-attention")
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        x, y = _row(encoder_ids, device), _row(decoder_ids, device)  # (1, S), (1, T)
-        if x.size(1) == 0 or y.size(1) == 0:
-            raise ValueError("capture_seq2seq needs at least one encoder and one decoder token")
+    _require(model, "seq2seq", "capture_seq2seq needs an encoder-decoder", "use capture() for its self-attention")
+    device = next(model.parameters()).device
+    x, y = _row(encoder_ids, device), _row(decoder_ids, device)  # (1, S), (1, T)
+    if x.size(1) == 0 or y.size(1) == 0:
+        raise ValueError("capture_seq2seq needs at least one encoder and one decoder token")
+    with eval_mode(model):
         out = model(x, decoder_input_ids=y, output_attentions=True)
-        encoder = _stack(out.encoder_attentions)  # (L, nh, S, S)
-        decoder = _stack(out.attentions)  # (Ld, nh, T, T)
-        cross = _stack(out.cross_attentions)  # (Ld, nh, T, S)
-    finally:
-        model.train(was_training)
+    encoder = _stack(out.encoder_attentions)  # (L, nh, S, S)
+    decoder = _stack(out.attentions)  # (Ld, nh, T, T)
+    cross = _stack(out.cross_attentions)  # (Ld, nh, T, S)
     enc_tokens = encoder_tokens or [str(i) for i in x[0].tolist()]
     dec_tokens = decoder_tokens or [str(i) for i in y[0].tolist()]
     common = {"step": step, "source": source}
@@ -275,25 +271,20 @@ def capture_two_stream(model: nn.Module, ids: list[int] | torch.Tensor, order: l
     zero, so rows sum to 1 only where ``mask`` allows some key. ``tokens`` label rows and
     columns of both (positions in the text); the order goes in ``source``
     (:func:`describe_order`, read back with :func:`parse_order`)."""
-    if "permutation" not in model.config.capabilities:
-        raise ValueError(f"capture_two_stream needs a model with the 'permutation' capability (a GPT); this one has "
-                         f"{', '.join(sorted(model.config.capabilities))}: use capture()")
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        x = _row(ids, device)  # (1, T)
-        T = x.size(1)
-        if T == 0:
-            raise ValueError("capture_two_stream needs at least one token")
-        order, predicted = _order_and_predicted(T, order, predicted, k or PermutationLMConfig().k, seed)
-        rank = torch.empty(1, T, dtype=torch.long)
-        rank[0, order] = torch.arange(T)  # (1, T): place of each token in the order
-        perm = permutation_mask(rank, torch.tensor([predicted]))  # (1, T, T) True = may not see
+    _require(model, "permutation", "capture_two_stream needs a model with the 'permutation' capability (a GPT)",
+             "use capture()")
+    device = next(model.parameters()).device
+    x = _row(ids, device)  # (1, T)
+    T = x.size(1)
+    if T == 0:
+        raise ValueError("capture_two_stream needs at least one token")
+    order, predicted = _order_and_predicted(T, order, predicted, k or PermutationLMConfig().k, seed)
+    rank = torch.empty(1, T, dtype=torch.long)
+    rank[0, order] = torch.arange(T)  # (1, T): place of each token in the order
+    perm = permutation_mask(rank, torch.tensor([predicted]))  # (1, T, T) True = may not see
+    with eval_mode(model):
         _, _, _, attentions = model.trunk.two_stream(x, perm.to(device), mask_token_id, output_attentions=True)
-        weights = _stack(attentions)  # (L, nh, 2T, T)
-    finally:
-        model.train(was_training)
+    weights = _stack(attentions)  # (L, nh, 2T, T)
     hidden, eye = perm[0].numpy(), np.eye(T, dtype=bool)
     labels = tokens or [str(i) for i in x[0].tolist()]
     where = describe_order(order, predicted)

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .models.base import eval_mode
+
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Set logits outside the top-k / top-p nucleus to -inf. ``logits``: (B, V).
@@ -47,10 +49,8 @@ def generate(
     if config is not None and "causal" not in config.capabilities:
         raise ValueError(f"a {config.arch} model reads both sides of a token: it fills in masked tokens, it does not "
                          f"continue text; sample from a run of a causal model (e.g. gpt or lstm)")
-    was_training = model.training
-    model.eval()
     limit = getattr(model, "max_context", None)  # None: no limit (recurrent models)
-    try:
+    with eval_mode(model):
         for _ in range(max_new_tokens):
             context = idx[:, -limit:] if limit else idx  # crop to the model's window
             logits = model(context).logits[:, -1, :].float()  # (B, V)
@@ -60,8 +60,6 @@ def generate(
                 logits = filter_logits(logits / temperature, top_k, top_p)
                 next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
             idx = torch.cat([idx, next_id], dim=1)
-    finally:
-        model.train(was_training)
     return idx
 
 

@@ -11,27 +11,16 @@ default ``eos_id`` again). ``eos_id=None`` decodes every row to ``max_new_tokens
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .generate import filter_logits
+from .models.base import eval_mode
 from .models.seq2seq import Seq2SeqTransformer
 from .objectives.encoder_decoder import EOS, PAD
-
-
-@contextmanager
-def _eval_mode(model: Seq2SeqTransformer) -> Iterator[None]:
-    """Decode without dropout, then put the model back as it was (mid-training, say)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _check_length(model: Seq2SeqTransformer, max_new_tokens: int) -> None:
@@ -67,7 +56,7 @@ def sample_decode(
     _check_length(model, max_new_tokens)
     fill = eos_id if pad_id is None else pad_id
     B = input_ids.size(0)
-    with _eval_mode(model):
+    with eval_mode(model):
         enc_out, _ = model.encode(input_ids, attention_mask)  # (B, S, C), once
         out = torch.full((B, 1), start_id, dtype=torch.long, device=input_ids.device)  # (B, 1)
         done = torch.zeros(B, dtype=torch.bool, device=input_ids.device)  # (B,)
@@ -121,7 +110,7 @@ def sequence_log_prob(
     """
     start = torch.full_like(targets[:, :1], start_id)
     decoder_input_ids = torch.cat([start, targets[:, :-1]], dim=1)  # (B, T): the target shifted right
-    with _eval_mode(model):
+    with eval_mode(model):
         logits = model(input_ids, attention_mask, decoder_input_ids=decoder_input_ids).logits.float()  # (B, T, V)
     logp = F.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
     if target_mask is not None:
@@ -180,7 +169,7 @@ def beam_search(
     if not (isinstance(beam_size, int) and beam_size >= 1):
         raise ValueError(f"beam_size must be an integer >= 1 (1 = greedy), got {beam_size!r}")
     _check_length(model, max_new_tokens)
-    with _eval_mode(model):
+    with eval_mode(model):
         enc_out, _ = model.encode(input_ids, attention_mask)  # (B, S, C), once for every row
         return [
             _beam_one(model, enc_out[b : b + 1], attention_mask[b : b + 1] if attention_mask is not None else None,

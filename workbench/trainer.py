@@ -34,6 +34,7 @@ import torch.nn as nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .models.base import eval_mode
 from .objectives import EvalSet, Objective
 from .optim import build_optimizer
 
@@ -107,18 +108,14 @@ def evaluate(
 
     Batches must already be on the model's device.
     """
-    was_training = model.training
-    model.eval()
     totals: dict[str, torch.Tensor] = {}
-    try:
+    with eval_mode(model):
         for batch in eval_set.batches:
             with autocast():
                 out = objective.loss(model, batch)
             for k, v in out.sums.items():  # float32 on the device (MPS has no float64); counts stay integers
                 v = v.float() if v.is_floating_point() else v
                 totals[k] = totals[k] + v if k in totals else v
-    finally:
-        model.train(was_training)
     values = {k: float(v) for k, v in totals.items()}
     return {f"val/{k}": v for k, v in objective.metrics(values).items()}
 

@@ -12,12 +12,26 @@ classification, tagging, QA spans) are small modules on ``out.hidden_states`` of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run without dropout (evaluation, sampling, decoding, attention capture), then put the
+    model back as it was: mid-training, it goes on training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 @dataclass
