@@ -19,9 +19,10 @@ from workbench import attention_views as views
 from workbench.attention import AttentionMaps
 from workbench.head_stats import LABELS, head_scores, label_heads, label_history
 from workbench.head_view import head_view
+from workbench.models.positions import model_positions
 
 VIEWS = {"heatmap": "One head", "model": "All heads", "lines": "Head view", "mask": "Mask and weights",
-         "time": "Over training"}
+         "time": "Over training", "pos": "Positions"}
 """View key -> label of the view picker; "time" only where there are snapshots over steps."""
 
 
@@ -146,15 +147,29 @@ def one_head(maps: AttentionMaps, layer: int, head: int, label: str, caption: st
             _self_metrics(w, causal)
 
 
-def all_heads(maps: AttentionMaps, label: str) -> None:
-    """Every layer × head as one image, and each head's label with the score behind it."""
+def all_heads(maps: AttentionMaps, label: str, induction_of: Callable[[], np.ndarray | None]) -> None:
+    """Every layer × head as one image, and each head's label with the score behind it (with the
+    induction test on request: it runs the model on a repeated random sequence)."""
     fig = views.model_view(maps)
     st.plotly_chart(fig, key="attn_grid", config={"displaylogo": False})
     st.caption("Every head of every layer on the same input (bertviz's model view as one image): rows are layers, "
                "columns heads. Long inputs are shown at a lower resolution, as the title says; the one-head view "
                "shows every token.")
     export_button(fig, f"attention {label} all heads", "attn_export_model")
-    labels = label_heads(head_scores(maps))
+    induction = None
+    if maps.kind in ("self", "encoder") and st.toggle(
+            "Test for induction heads", key="attn_induction",
+            help="Runs the model (the run's best checkpoint, or the pretrained model) on random ordinary tokens "
+                 "repeated twice: an induction head, in the second half, attends to the token that followed the "
+                 "current one's first occurrence. Its score is that mean weight; above 0.4 the head is labelled "
+                 "'induction'."):
+        with st.spinner("Running the induction test…"):
+            induction = induction_of()
+        if induction is None:
+            st.info("No checkpoint yet to run the test on.", icon=":material/info:")
+        elif induction.shape != maps.weights.shape[:2]:
+            induction = None  # an encoder-decoder's encoder: the test ran on a different stack
+    labels = label_heads(head_scores(maps), induction=induction)
     st.markdown("**What each head does** (its label and the score behind it)")
     st.dataframe(labels.table(), hide_index=True, height=min(420, 38 + 35 * maps.n_layers * maps.n_heads),
                  key="attn_labels")
@@ -201,3 +216,34 @@ def over_training(snapshots: Sequence[tuple[int, Any]], load: Callable[[Any], At
         st.caption(f"{len(changes)} label change(s) over training; the first: "
                    + "; ".join(guard.md(f"L{c[0]} H{c[1]} at step {c[2]}: {c[3]} → {c[4]}") for c in changes[:3]))
     export_button(fig, f"head labels over training {label}", "attn_export_labels")
+
+
+def positions(model: Any, label: str) -> None:
+    """How the model knows where each token is: its position table (each position's vector, and how
+    alike every two positions' vectors are), or what RoPE does to a score as the distance grows."""
+    if model is None:
+        st.info("The run has no checkpoint yet: its positions show after its first evaluation.", icon=":material/info:")
+        return
+    pos = model_positions(model)
+    if pos.table is not None:
+        what = "learned during training" if pos.kind == "learned" else "fixed sinusoids, never trained"
+        cols = st.columns(2)
+        fig = views.encoding_matrix(pos.table, title=f"Position table ({what}): positions × dimensions")
+        cols[0].plotly_chart(fig, key="attn_pos_table", config={"displaylogo": False})
+        sim = views.position_similarity(pos.table)
+        cols[1].plotly_chart(sim, key="attn_pos_similarity", config={"displaylogo": False})
+        st.caption("Each row is the vector added to the token embedding at that position. Right: the cosine "
+                   "similarity of every two positions' vectors. A trained table learns a bright band around the "
+                   "diagonal (nearby positions alike), as sinusoids have by construction; an untrained one is noise.")
+        export_button(sim, f"position similarity {label}", "attn_export_pos")
+    elif pos.kind == "rope":
+        fig = views.rope_by_distance(head_dim=pos.head_dim, base=pos.base)
+        st.plotly_chart(fig, key="attn_pos_rope", config={"displaylogo": False})
+        st.caption(f"This model adds no position vector: each head rotates its queries and keys by their positions "
+                   f"(RoPE, head size {pos.head_dim}, base {pos.base:g}), so a score depends only on how far apart "
+                   "two tokens are. For a key equal to the query it is largest at distance 0 and decays with ripples.")
+        export_button(fig, f"rope {label}", "attn_export_pos")
+    else:
+        st.info("This model adds no positional information: a causal model can still infer positions from its "
+                "mask (a token at position i averages over i + 1 tokens); a recurrent one reads in order.",
+                icon=":material/info:")

@@ -69,7 +69,8 @@ def _view(at: AppTest, view: str) -> AppTest:
 def test_every_view_of_a_runs_snapshots_renders_and_exports(home) -> None:
     root, gpt, _ = home
     at = _app(gpt)
-    assert at.radio(key="attn_view").options == ["One head", "All heads", "Head view", "Mask and weights", "Over training"]
+    assert at.radio(key="attn_view").options == ["One head", "All heads", "Head view", "Mask and weights",
+                                                 "Over training", "Positions"]
     assert "Layer 0, head 0 · step 30" in _charts(at)[0]["layout"]["title"]["text"]
     assert any(b.label == "Download HTML" for b in at.get("download_button"))
 
@@ -79,6 +80,10 @@ def test_every_view_of_a_runs_snapshots_renders_and_exports(home) -> None:
     table = at.dataframe[0].value
     cfg = get_preset("gpt-nano").model
     assert len(table) == cfg.n_layer * cfg.n_head and {"layer", "head", "label", "score"} <= set(table.columns)
+
+    at.toggle(key="attn_induction").set_value(True).run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) == cfg.n_layer * cfg.n_head  # the labels again, now with the induction test
 
     _view(at, "lines")
     html = at.get("iframe")[0].proto.srcdoc if at.get("iframe") else ""
@@ -95,6 +100,10 @@ def test_every_view_of_a_runs_snapshots_renders_and_exports(home) -> None:
     snaps = attention_snapshots(RunStore(root), gpt)
     labels = charts[2]
     assert len(labels["data"][0]["y"]) == cfg.n_layer * cfg.n_head and len(snaps) == 4
+
+    _view(at, "pos")  # gpt-nano learns its position table: the table and the similarity of its rows
+    table, similarity = _charts(at)
+    assert "learned" in table["layout"]["title"]["text"] and similarity["data"][0]["type"] == "heatmap"
 
 
 def test_a_permutation_lm_run_offers_both_streams(home) -> None:
@@ -140,3 +149,15 @@ def test_a_pretrained_model_offline_and_bad_hub_ids_are_inline_errors(home) -> N
     for bad in ("../../etc/passwd", "/etc", "a b"):
         at.text_input(key="attn_hf_name").set_value(bad).run()
         assert not at.exception and "paths on the server are not accepted" in " ".join(e.value for e in at.error)
+
+
+def test_positions_and_the_induction_test_of_minilm(home) -> None:
+    at = _app(None)
+    at.segmented_control(key="attn_source").set_value("pretrained").run()
+    minilm = next(o for o in at.selectbox(key="attn_hf_model").options if "minilm" in o.lower())
+    at.selectbox(key="attn_hf_model").set_value(minilm).run()
+    _view(at, "pos")
+    assert len(_charts(at)) == 2  # MiniLM's learned table (512 positions) and its similarity
+    _view(at, "model")
+    at.toggle(key="attn_induction").set_value(True).run()
+    assert not at.exception and not at.error

@@ -296,3 +296,19 @@ def test_query_stream_queries_are_rotated_by_their_own_positions() -> None:
         expected = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1).nan_to_num(0.0)
     assert torch.allclose(out.attentions[0], expected, atol=1e-6)
     assert out.attentions[0][0, 0].std(dim=0).sum() > 0  # rows differ although every query starts the same
+
+
+def test_model_positions_says_what_each_model_adds() -> None:
+    from workbench.models.positions import model_positions
+    from workbench.models.rnn import LSTMConfig, RNNLanguageModel
+
+    for kind, table in (("learned", True), ("sinusoidal", True), ("rope", False), ("none", False)):
+        pos = model_positions(GPT(GPTConfig(vocab_size=11, n_head=2, n_embd=16, block_size=8, pos_encoding=kind)))
+        assert pos.kind == kind and (pos.table is not None) == table
+        if table:
+            assert tuple(pos.table.shape) == (8, 16)
+    assert model_positions(GPT(GPTConfig(vocab_size=11, n_head=2, n_embd=16, pos_encoding="rope"))).head_dim == 8
+    torch.testing.assert_close(model_positions(GPT(GPTConfig(vocab_size=11, n_embd=16, block_size=8,
+                                                             pos_encoding="sinusoidal"))).table,
+                               sinusoidal_positions(8, 16))
+    assert model_positions(RNNLanguageModel(LSTMConfig(vocab_size=11))).kind == "none"

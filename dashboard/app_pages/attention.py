@@ -4,16 +4,19 @@ on your own text, or a pretrained model; five views of the same maps (``attentio
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 import attention_panel as panel
 import common
 import guard
 from workbench.attention import AttentionMaps
-from workbench.attention_text import capture_text
-from workbench.hf_attention import capture_hf, load_hf, offline_models
+from workbench.attention_text import capture_text, induction_scores_of
+from workbench.hf_attention import capture_hf, hf_induction_scores, load_hf, offline_models
 from workbench.models import FAMILIES
 from workbench.pipeline import attention_snapshots, checkpoint_path, load_attention, load_run_model
 from workbench.runstore import UnknownRunError
@@ -48,6 +51,34 @@ def _load_path(path) -> AttentionMaps:
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def _run_model(_store, home: str, run_id: str, mtime: float):
     return load_run_model(_store, run_id, "best")
+
+
+@dataclass
+class Picked:
+    """What a source gives the views: the maps, a label for titles and file names, the run's
+    snapshots of this kind (None unless the source is snapshots), the run, and the model behind
+    the maps and its induction scores, each loaded only when a view asks."""
+
+    maps: AttentionMaps
+    label: str
+    snapshots: list | None
+    info: object | None
+    model: Callable[[], object]
+    induction: Callable[[], np.ndarray | None]
+
+
+def _best(store, info) -> tuple:
+    """(model, tokenizer) of the run's best checkpoint (its last when there is no best yet), or
+    (None, None) before the first."""
+    try:
+        path = checkpoint_path(store, info.id, "best")
+    except FileNotFoundError:
+        return None, None
+    return _run_model(store, str(store.home), info.id, path.stat().st_mtime)[:2]
+
+
+def _run_induction(model, tokenizer) -> np.ndarray | None:
+    return None if model is None else induction_scores_of(model, tokenizer)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the pretrained model…")
@@ -137,7 +168,8 @@ def from_snapshots():
     except (OSError, ValueError, KeyError) as exc:
         st.error(f"Could not read the snapshot of step {step}: {guard.md(guard.redact(exc))}", icon=":material/error:")
         return None
-    return maps, f"step {step}", snapshots, info
+    return Picked(maps, f"step {step}", snapshots, info, lambda: _best(store, info)[0],
+                  lambda: _run_induction(*_best(store, info)))
 
 
 def from_text():
@@ -173,7 +205,8 @@ def from_text():
     chosen = maps[kind]
     if "first" in chosen.source:
         st.caption(guard.md(f"Cut to the model's context: {chosen.source.split('·')[-1].strip()}."))
-    return chosen, f"{path.stem} checkpoint", None, info
+    return Picked(chosen, f"{path.stem} checkpoint", None, info, lambda: model,
+                  lambda: induction_scores_of(model, tokenizer))
 
 
 def from_pretrained():
@@ -213,13 +246,14 @@ def from_pretrained():
     except (ValueError, OSError) as exc:
         st.error(guard.md(guard.redact(exc)), icon=":material/error:")
         return None
-    return maps, maps.source or name, None, None
+    return Picked(maps, maps.source or name, None, None, lambda: _hf(name, gguf).model,
+                  lambda: hf_induction_scores(_hf(name, gguf)))
 
 
 picked = {"snapshots": from_snapshots, "text": from_text, "pretrained": from_pretrained}[source]()
 if picked is None:
     st.stop()
-maps, label, snapshots, info = picked
+maps, label, snapshots, info = picked.maps, picked.label, picked.snapshots, picked.info
 
 views = [v for v in panel.VIEWS if v != "time" or snapshots]
 if st.session_state.get("attn_view") not in views:
@@ -234,10 +268,12 @@ caption = panel.caption_for(maps, causal, _cross_pattern(info) if info is not No
 if view == "heatmap":
     panel.one_head(maps, layer, head, label, caption, causal)
 elif view == "model":
-    panel.all_heads(maps, label)
+    panel.all_heads(maps, label, picked.induction)
 elif view == "lines":
     panel.lines(maps, layer, label)
 elif view == "mask":
     panel.mask_and_weights(maps, layer, head, label)
-else:
+elif view == "time":
     panel.over_training(snapshots, _load_path, layer, head, label)
+else:
+    panel.positions(picked.model(), label)

@@ -16,8 +16,10 @@ layout), not neighbouring dimensions (the RoFormer paper's): the same rotation, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
 
 def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:
@@ -87,3 +89,38 @@ def rope_scores_by_distance(q: torch.Tensor, k: torch.Tensor, max_distance: int,
     qr = apply_rope(q.expand(max_distance + 1, -1), cos, sin)[-1]  # the query at position max_distance
     kr = apply_rope(k.expand(max_distance + 1, -1), cos, sin)  # (D+1, hs): the key at every position
     return (kr.flip(0) @ qr)  # index d: the key d positions before the query
+
+
+@dataclass
+class Positions:
+    """How a model encodes positions: ``kind`` (learned, sinusoidal, rope or none), its table
+    (P, d) when one is added to the embeddings, and RoPE's head size and base when it rotates."""
+
+    kind: str
+    table: torch.Tensor | None = None
+    head_dim: int = 0
+    base: float = 10000.0
+
+
+def model_positions(model: nn.Module) -> Positions:
+    """What ``model`` (ours, or a Hugging Face one) uses for positions: the added table (a GPT's
+    ``wpe`` or fixed sinusoids, BERT's ``position_embeddings``, an encoder-decoder's encoder
+    table), RoPE (``pos_encoding="rope"``, or an HF config with ``rope_theta``), or none (an RNN
+    reads in order; an n-gram's context is its positions)."""
+    cfg = getattr(model, "config", None)
+    kind = getattr(cfg, "pos_encoding", None)
+    n_head = getattr(cfg, "n_head", None) or getattr(cfg, "num_attention_heads", None)
+    width = getattr(cfg, "n_embd", None) or getattr(cfg, "hidden_size", None)
+    head_dim = getattr(cfg, "head_dim", None) or (width // n_head if width and n_head else 0)
+    rope_theta = getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta")
+    if kind == "rope" or (kind is None and rope_theta):
+        return Positions("rope", head_dim=int(head_dim), base=float(getattr(cfg, "rope_base", None) or rope_theta))
+    if kind == "none":
+        return Positions("none")
+    trunk = getattr(model, "trunk", model)
+    if isinstance(getattr(trunk, "pos_table", None), torch.Tensor):
+        return Positions("sinusoidal", trunk.pos_table.detach().cpu())
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and name.split(".")[-1] in ("wpe", "position_embeddings"):
+            return Positions("learned", module.weight.detach().cpu())
+    return Positions("none")
