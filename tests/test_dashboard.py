@@ -502,7 +502,7 @@ def test_attention_shows_heatmaps_of_each_snapshot(finished):
     T = n_tokens
     assert [t["type"] for t in grid["data"]] == ["heatmap"]
     assert _array(grid["data"][0]["z"]).size == (cfg.n_layer * (T + 1) - 1) * (cfg.n_head * (T + 1) - 1)
-    at.radio(key="attn_view").set_value("heatmap")
+    at.radio(key="attn_view").set_value("heatmap").run()  # back to one head: its pickers are live again
 
     at.selectbox(key="attn_layer").set_value(1)
     at.select_slider(key="attn_step").set_value(10)

@@ -161,3 +161,25 @@ def test_positions_and_the_induction_test_of_minilm(home) -> None:
     _view(at, "model")
     at.toggle(key="attn_induction").set_value(True).run()
     assert not at.exception and not at.error
+
+
+def test_512_tokens_of_minilm_in_every_view(home) -> None:
+    """bertviz #82: inputs near 512 tokens crash it. Here every view draws; the long ones say how."""
+    from workbench.corpora import load_shakespeare
+
+    at = _app(None)
+    at.segmented_control(key="attn_source").set_value("pretrained").run()
+    minilm = next(o for o in at.selectbox(key="attn_hf_model").options if "minilm" in o.lower())
+    at.selectbox(key="attn_hf_model").set_value(minilm).run()
+    at.number_input(key="attn_hf_max").set_value(512).run()
+    at.text_area(key="attn_hf_text").set_value(load_shakespeare().documents[0].text[:6000])
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    heat = _charts(at)[0]["data"][0]
+    assert len(heat["x"]) == len(heat["y"]) == 512  # every token labelled
+    _view(at, "model")
+    assert "means of" in _charts(at)[0]["layout"]["title"]["text"]  # downsampled, and it says so
+    _view(at, "lines")
+    html = at.get("iframe")[0].proto.srcdoc
+    assert "512 queries" in html and len(html) < 5_000_000
+    _view(at, "mask")
