@@ -163,9 +163,10 @@ def test_freeze_whole_trunk_and_limits() -> None:
     clf = TokenClassifier(tiny_bert(), n_labels=3)
     assert freeze(clf, -1) == sum(p.numel() for p in clf.trunk.parameters())
     groups = param_groups(clf, 1e-5, 1e-3)
-    assert [g["name"] for g in groups] == ["head"] and groups[0]["lr"] == 1e-3
+    assert [g["name"] for g in groups] == ["head", "head"]  # its weight (decayed) and its bias (not)
+    assert all(g["lr"] == 1e-3 and g["lr_scale"] == pytest.approx(100.0) for g in groups)
     assert freeze(clf, 0, embeddings=False) == 0  # calls do not accumulate
-    assert [g["name"] for g in param_groups(clf, 1e-5, 1e-3)] == ["trunk", "head"]
+    assert [g["name"] for g in param_groups(clf, 1e-5, 1e-3)] == ["trunk", "trunk", "head", "head"]
     with pytest.raises(ValueError, match="has 2 blocks"):
         freeze(clf, 3)
     with pytest.raises(ValueError, match="has 2 blocks"):

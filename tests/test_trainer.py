@@ -58,6 +58,25 @@ def test_optimizer_groups_decay_matrices_only_and_count_tied_weights_once() -> N
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
 
+def test_a_group_with_an_lr_scale_follows_the_schedule_at_that_multiple(tiny_cfg) -> None:
+    """A fine-tuning head learns at a multiple of the trunk's rate, warm-up and decay included."""
+    from workbench.experiment import build_experiment
+    from workbench.trainer import get_lr
+
+    exp = build_experiment(tiny_cfg())
+    matrices = [p for p in exp.model.parameters() if p.dim() >= 2]
+    others = [p for p in exp.model.parameters() if p.dim() < 2]
+    groups = [{"params": matrices, "weight_decay": 0.1}, {"params": others, "weight_decay": 0.0, "lr_scale": 10.0}]
+    cfg = exp.config.train
+    opt = build_optimizer(exp.model, cfg, groups=groups)
+    trainer = Trainer(exp.model, exp.objective, exp.train_data, exp.eval_set, cfg, exp.config.seq_len,
+                      optimizer=opt, progress=False)
+    for step in (1, 2, cfg.max_steps):
+        trainer.train_step(step)
+        base = get_lr(step - 1, cfg)
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([base, 10 * base])
+
+
 def _trainer(exp, steps: int, callbacks=(), **overrides) -> Trainer:
     cfg = exp.config.train
     cfg = type(cfg)(**{**cfg.__dict__, "max_steps": steps, **overrides})

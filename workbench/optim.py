@@ -54,11 +54,15 @@ OPTIMIZERS: dict[str, Callable[[ParamGroups, TrainConfig, str], torch.optim.Opti
 }
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, device_type: str = "cpu") -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` names over :func:`param_groups` of ``model``.
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device_type: str = "cpu",
+                    groups: ParamGroups | None = None) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` names over :func:`param_groups` of ``model``, or over
+    ``groups`` when given (e.g. a fine-tuning head's, some with an ``lr_scale`` that the trainer's
+    schedule multiplies in).
 
     >>> opt = build_optimizer(nn.Linear(3, 2), TrainConfig(optimizer="sgd", lr=0.1, momentum=0.5))
     >>> type(opt).__name__, opt.param_groups[0]["momentum"]
     ('SGD', 0.5)
     """
-    return OPTIMIZERS[cfg.optimizer](param_groups(model, cfg.weight_decay), cfg, device_type)
+    return OPTIMIZERS[cfg.optimizer](groups if groups is not None else param_groups(model, cfg.weight_decay), cfg,
+                                     device_type)

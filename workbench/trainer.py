@@ -204,8 +204,8 @@ class Trainer:
         """One optimizer step (``step`` counts from 1). Returns (loss, grad norm), on device."""
         torch.manual_seed(step_seed(self.config.seed, step))  # dropout masks depend only on (seed, step)
         lr = get_lr(step - 1, self.config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group in self.optimizer.param_groups:  # a group may run at a multiple (a fine-tuning head's)
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = self._batch(step)
         if getattr(batch, "padding_fraction", None) is not None:  # batches padded to their longest row
             self._padding.append(float(batch.padding_fraction))

@@ -294,11 +294,19 @@ def freeze(model: nn.Module, k: int, embeddings: bool = True) -> int:
 
 def param_groups(head_model: TaskHead, lr: float, head_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
     """Optimizer groups: the trunk at ``lr``, the new head at ``head_lr`` (a fresh Linear wants a
-    larger step than pretrained weights, which a large step would wreck). Frozen parameters are
-    left out; empty groups are dropped. ``torch.optim.AdamW(param_groups(m, 2e-5, 1e-3))``."""
-    trunk_ids = {id(p) for p in head_model.trunk.parameters()}
-    trunk = [p for p in head_model.trunk.parameters() if p.requires_grad]
-    head = [p for p in head_model.parameters() if p.requires_grad and id(p) not in trunk_ids]
-    groups = [{"params": trunk, "lr": lr, "weight_decay": weight_decay, "name": "trunk"},
-              {"params": head, "lr": head_lr, "weight_decay": weight_decay, "name": "head"}]
+    larger step than pretrained weights, which a large step would wreck), each split as
+    :func:`workbench.optim.param_groups` splits a model (weight decay on matrices only). Every
+    group has its absolute ``lr`` (for a plain ``torch.optim.AdamW(groups)``) and an ``lr_scale``
+    relative to ``lr``, which the trainer multiplies into its schedule. Frozen parameters are
+    left out; empty groups are dropped."""
+    from ..optim import param_groups as split
+
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    parts = {"trunk": (head_model.trunk, lr),
+             "head": (nn.ModuleList(m for n, m in head_model.named_children() if n != "trunk"), head_lr)}
+    groups = []
+    for name, (module, part_lr) in parts.items():
+        for g in split(module, weight_decay):
+            groups.append({**g, "lr": part_lr, "lr_scale": part_lr / lr, "name": name})
     return [g for g in groups if g["params"]]

@@ -21,8 +21,8 @@ Scores that need Python (BIO entities, answer strings) are computed only when th
 eval mode, as :func:`~workbench.trainer.evaluate` runs it: training steps never wait on them.
 
 **What the trainer needs from a head**: nothing beyond ``nn.Module``: ``build_optimizer`` takes
-``model.parameters()``, checkpoints take ``state_dict()``. The trainer sets one learning rate for
-every group, so ``heads.param_groups``' separate head learning rate is *not* kept by it.
+``model.parameters()`` (or ``heads.param_groups``, whose head group's ``lr_scale`` the trainer
+multiplies into its schedule: a separate learning rate for the head), checkpoints take ``state_dict()``.
 """
 
 from __future__ import annotations
