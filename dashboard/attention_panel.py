@@ -81,14 +81,19 @@ def caption_for(maps: AttentionMaps, causal: bool, pattern: str = "") -> str:
             "ones included.")
 
 
-def _cross_metrics(w: np.ndarray) -> None:
+def _fmt(x: float) -> str:
+    """A score, or a dash where the mask never allows its key (NaN): the query stream's "to itself"."""
+    return "—" if np.isnan(x) else f"{x:.2f}"
+
+
+def _cross_metrics(w: np.ndarray, peak: float) -> None:
     n, s = w.shape
     diag = np.rint(np.arange(n) * (s - 1) / max(1, n - 1)).astype(int)  # the diagonal, stretched to the map's shape
     band = max(1, round(s / 10))
     near = np.abs(np.arange(s)[None, :] - diag[:, None]) <= band  # (T, S)
     anti = np.abs(np.arange(s)[None, :] - (s - 1 - diag)[:, None]) <= band  # (T, S)
     m = st.columns(3)
-    m[0].metric("peak", f"{float(np.mean(w.max(axis=1))):.2f}",
+    m[0].metric("peak", _fmt(peak),
                 help="Mean of each row's largest weight: 1 = each decoder position reads one source token, "
                      f"1/{s} = it spreads evenly over the source.")
     m[1].metric("diagonal", f"{float(np.mean((w * near).sum(axis=1))):.2f}",
@@ -100,17 +105,17 @@ def _cross_metrics(w: np.ndarray) -> None:
                "align each target token with the source tokens it is written from.")
 
 
-def _self_metrics(w: np.ndarray, causal: bool) -> None:
+def _self_metrics(w: np.ndarray, scores: dict[str, float], causal: bool) -> None:
     n = w.shape[0]
-    prev = float(np.mean(np.diagonal(w, -1))) if n > 1 else 0.0
-    nxt = float(np.mean(np.diagonal(w, 1))) if n > 1 else 0.0
     first = float(np.mean(w[1:, 0])) if n > 1 else 0.0
     m = st.columns(3 if causal else 4)
-    m[0].metric("to itself", f"{float(np.mean(np.diag(w))):.2f}", help="Mean weight on the diagonal (a token attending to itself).")
-    m[1].metric("to previous", f"{prev:.2f}", help="Mean weight just left of the diagonal: a 'previous token' head.")
+    m[0].metric("to itself", _fmt(scores["self"]), help="Mean weight on the diagonal (a token attending to itself).")
+    m[1].metric("to previous", _fmt(scores["previous"]),
+                help="Mean weight just left of the diagonal: a 'previous token' head.")
     if not causal:
-        m[-2].metric("to next", f"{nxt:.2f}", help="Mean weight just right of the diagonal: a 'next token' head "
-                                                   "(only a bidirectional model can look ahead).")
+        m[-2].metric("to next", _fmt(scores["next"]),
+                     help="Mean weight just right of the diagonal: a 'next token' head (only a bidirectional model "
+                          "can look ahead).")
     m[-1].metric("to first", f"{first:.2f}",
                  help="Mean weight on the first token, which heads often use as a resting place ('attention sink').")
     st.caption("A uniform head spreads each row evenly over the past (weights near 1/position); trained heads "
@@ -141,10 +146,11 @@ def one_head(maps: AttentionMaps, layer: int, head: int, label: str, caption: st
             st.code("".join(maps.tokens), language=None, wrap_lines=True)
         st.markdown("**What this head does on average**")
         w = maps.head(layer, head)  # (T, S)
+        scores = {k: float(v[layer, head]) for k, v in head_scores(maps, causal=causal).items()}
         if maps.kind == "cross":
-            _cross_metrics(w)
+            _cross_metrics(w, scores["peak"])
         else:
-            _self_metrics(w, causal)
+            _self_metrics(w, scores, causal)
 
 
 def all_heads(maps: AttentionMaps, label: str, induction_of: Callable[[], np.ndarray | None]) -> None:

@@ -31,7 +31,7 @@ from .corpora import Corpus, corpus_from_text, load_corpus
 from .experiment import fit_tokenizer, tokenize
 from .objectives import Batch, Objective, build_objective
 from .objectives.base import IGNORE_INDEX, IGNORED, describe_positions, predicts_label
-from .plots import _show_tokens
+from .plots import _show_tokens, visible
 from .tokenizers import Tokenizer, TokenizerError
 
 PREVIEW_CHARS = 48_000
@@ -156,15 +156,6 @@ def _describe_encoder(batch: Batch, tokenizer: Tokenizer, row: int) -> list[dict
 
 
 # --- rendering ------------------------------------------------------------------------------------
-
-def visible(token: str) -> str:
-    """A token with its whitespace made visible (a table cell would collapse it).
-
-    >>> visible(" a\\n"), visible("")
-    ('·a⏎', '∅')
-    """
-    return token.replace("\n", "⏎").replace(" ", "·").replace("\t", "⇥") or "∅"
-
 
 _MADE = {"[MASK]": "#fde68a", "random": "#fca5a5", "kept": "#bbf7d0"}  # how a predicted position was made
 _SEGMENT = ("#e0f2fe", "#ede9fe")  # segment A, segment B

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .plots import visible  # drawn with fillText/textContent: never parsed as HTML
+
 if TYPE_CHECKING:
     from .attention import AttentionMaps
 
@@ -72,11 +74,6 @@ def sparsify(weights: np.ndarray, min_weight: float = MIN_WEIGHT, top_k: int = T
 
 def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
-
-
-def _show(token: str) -> str:
-    """Whitespace made visible; drawn with fillText/textContent, so never parsed as HTML."""
-    return token.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "·") or "∅"
 
 
 def _script_json(data: object) -> str:
@@ -156,8 +153,8 @@ def head_view(maps: AttentionMaps, layer: int = 0, heads: list[int] | None = Non
         caption += f" Cut to the first {max_tokens} tokens (of {t} queries, {s} keys)."
     if max(len(queries), len(keys)) > 30:
         caption += " Long input: scroll the columns to see every token."
-    data = {"title": title, "caption": caption, "queries": [_show(x) for x in queries],
-            "keys": [_show(x) for x in keys], "nHeads": n_heads, "layer": int(layer),
+    data = {"title": title, "caption": caption, "queries": [visible(x) for x in queries],
+            "keys": [visible(x) for x in keys], "nHeads": n_heads, "layer": int(layer),
             "heads": list(range(n_heads)) if heads is None else [int(h) for h in heads],
             "layers": [{"counts": _b64(sp.counts[l]), "keys": _b64(sp.keys[l]), "levels": _b64(sp.levels[l])}
                        for l in range(n_layers)]}

@@ -27,6 +27,15 @@ def plain(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
+def visible(token: str) -> str:
+    """A token with its whitespace made visible (a table cell or an axis label would collapse it).
+
+    >>> visible(" a\\n"), visible("")
+    ('·a⏎', '∅')
+    """
+    return token.replace("\n", "⏎").replace(" ", "·").replace("\t", "⇥") or "∅"
+
+
 def _show_tokens(tokens: Sequence[str]) -> list[str]:
     """Make whitespace visible and labels unique per axis (plotly merges equal category labels:
     a repeated token would lose its row), by prefixing each token's position.
@@ -36,8 +45,7 @@ def _show_tokens(tokens: Sequence[str]) -> list[str]:
     """
     out = []
     for i, t in enumerate(tokens):
-        t = t.replace("\n", "⏎").replace(" ", "·") or "∅"
-        out.append(plain(f"{i}:{t}"))
+        out.append(plain(f"{i}:{visible(t)}"))
     return out
 
 

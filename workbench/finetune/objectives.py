@@ -27,6 +27,7 @@ multiplies into its schedule: a separate learning rate for the head), checkpoint
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -178,8 +179,9 @@ class TaskObjective(Objective):
         self.dropped: dict[str, int] = {}
         """Examples left out per split (QA: answer cut off by ``max_len``)."""
 
+    @abstractmethod
     def encode(self, examples: Sequence[Any], split: str) -> list[Row]:
-        raise NotImplementedError
+        """Tokenise ``examples`` of ``split`` once into rows (each kind lays its rows out its own way)."""
 
     def _split(self, split: str | Sequence[Any], limit: int | None = None) -> tuple[str, list[Any]]:
         name, examples = (split, self.task.split(split)) if isinstance(split, str) else ("given", list(split))
