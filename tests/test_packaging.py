@@ -73,3 +73,29 @@ def test_the_dashboard_command_passes_the_address_to_streamlit_wherever_it_runs(
     cmd, env = calls[-1]
     assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
     assert len(env[serve.TOKEN_ENV]) >= 24  # beyond loopback, always a token
+
+
+def test_every_module_imports_first() -> None:
+    """Each module imported first in a fresh interpreter state (an import cycle only shows from
+    some entry points): the package's modules are forgotten between imports, in one subprocess."""
+    import subprocess
+    import sys
+
+    script = """
+import pkgutil, sys, importlib, workbench
+names = sorted(m.name for m in pkgutil.walk_packages(workbench.__path__, "workbench."))
+failed = []
+for name in names:
+    for loaded in [k for k in sys.modules if k == "workbench" or k.startswith("workbench.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append(f"{name}: {type(exc).__name__}: {exc}")
+print(len(names))
+print("\\n".join(failed))
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    count, *failed = res.stdout.strip().splitlines()
+    assert int(count) > 40 and not failed, "\n".join(failed)

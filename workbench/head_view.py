@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .plots import visible  # drawn with fillText/textContent: never parsed as HTML
+from .labels import visible  # drawn with fillText/textContent: never parsed as HTML
 
 if TYPE_CHECKING:
     from .attention import AttentionMaps

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+
+from .labels import plain, visible  # noqa: F401  (what other modules import from here)
 
 Series = Mapping[str, tuple[Sequence[int], Sequence[float]]]
 
@@ -15,25 +16,6 @@ MAX_POINTS = 1500
 a 100k-step run stays as light to send and draw as one of a 1k-step run."""
 
 _COLORS = {"train/loss": "#1f77b4", "val/loss": "#d62728", "val/ppl": "#2ca02c", "lr": "#9467bd", "tokens_per_s": "#8c564b"}
-
-
-def plain(text: str) -> str:
-    """Text for a plotly label that shows as typed: plotly draws a subset of HTML in labels
-    (links included), so ``<``, ``>`` and ``&`` become entities, which it shows as characters.
-
-    >>> plain('<a href="http://x">run</a> & co')
-    '&lt;a href="http://x"&gt;run&lt;/a&gt; &amp; co'
-    """
-    return html.escape(str(text), quote=False)
-
-
-def visible(token: str) -> str:
-    """A token with its whitespace made visible (a table cell or an axis label would collapse it).
-
-    >>> visible(" a\\n"), visible("")
-    ('·a⏎', '∅')
-    """
-    return token.replace("\n", "⏎").replace(" ", "·").replace("\t", "⇥") or "∅"
 
 
 def _show_tokens(tokens: Sequence[str]) -> list[str]:
