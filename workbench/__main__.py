@@ -19,7 +19,7 @@ import typing
 from typing import Any
 from pathlib import Path
 
-from . import cli_attention, cli_seq2seq, cli_tokenizers
+from . import cli_attention, cli_finetune, cli_seq2seq, cli_tokenizers
 from .config import ConfigError, RunConfig, describe_tokenizer
 from .overrides import SELECTORS, apply_overrides, bare_names, config_fields, overridden_dict, section_classes
 from .corpora import CorpusError
@@ -167,6 +167,7 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
     cli_tokenizers.add_parser(sub)
     cli_seq2seq.add_parser(sub)
     cli_attention.add_parser(sub)
+    cli_finetune.add_parser(sub)
 
     dash = sub.add_parser("dashboard", help="serve the dashboard (127.0.0.1 unless --host says otherwise)")
     dash.add_argument("--host", default="127.0.0.1", help="address to listen on; beyond loopback a token is required")
@@ -212,6 +213,16 @@ def _fmt_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
 
+def _finetune_label(config: dict[str, Any]) -> str:
+    """'finetune genre <- hf:all-MiniLM-L6-v2, 256 labels' for a fine-tuning run's config, else ''."""
+    from .finetune.settings import FinetuneConfig
+
+    try:
+        return "finetune " + FinetuneConfig.from_dict(config["finetune"]).describe() if config.get("finetune") else ""
+    except (ConfigError, TypeError):
+        return "finetune"
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore()
     rows = [["id", "name/preset", "status", "step", "best val", "params", "tokenizer", "created", "note"]]
@@ -219,7 +230,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         r = store.reconcile(r.id)
         note = re.sub(r"^\w+(Error|Exception): ", "", r.error or "") if r.status == "failed" else ""
         rows.append([
-            r.id, r.name or r.config.get("preset", ""), r.status, f"{r.step}/{r.max_steps}",
+            r.id, r.name or _finetune_label(r.config) or r.config.get("preset", ""), r.status, f"{r.step}/{r.max_steps}",
             f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
             f"{r.num_params / 1e6:.2f}M" if r.num_params else "-", describe_tokenizer(r.config), _fmt_time(r.created_at),
             note[:70] + ("…" if len(note) > 70 else ""),
@@ -318,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"runs": _cmd_runs, "sample": _cmd_sample, "stop": _cmd_stop, "delete": _cmd_delete,
                    "presets": _cmd_presets, "compare": _cmd_compare, "tokenizers": cli_tokenizers.run, "dashboard": _cmd_dashboard,
                    "translate": cli_seq2seq.run, "evaluate": cli_seq2seq.run,
-                   "attention": cli_attention.run}
+                   "attention": cli_attention.run, "finetune": cli_finetune.run, "sweep-labels": cli_finetune.run}
         return handler[args.command](args)
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from .io import atomic_write
 
 if TYPE_CHECKING:
+    from .finetune.settings import FinetuneConfig
     from .tokenizers import TokenizerConfig
 
 
@@ -328,6 +329,9 @@ class RunConfig:
     """Name of the preset this config started from (informational)."""
     name: str = ""
     """Optional human-readable run name."""
+    finetune: FinetuneConfig | None = None
+    """Set for a fine-tuning run (a task head on a trunk; ``workbench.finetune.settings``);
+    None for pretraining a language model."""
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -340,11 +344,16 @@ class RunConfig:
             self.tokenizer = _tokenizer_from_dict(self.tokenizer)
         if isinstance(self.train, dict):
             self.train = TrainConfig.from_dict(self.train)  # type: ignore[assignment]
+        if isinstance(self.finetune, dict):
+            from .finetune.settings import FinetuneConfig
+
+            self.finetune = FinetuneConfig.from_dict(self.finetune)  # type: ignore[assignment]
         # the vocabulary must hold the special tokens the objective asks for
         self.tokenizer.check_vocab(self.tokenizer.special_tokens(needed_special_tokens(self)))
         needs = objective_needs(self.objective.name)
         missing = sorted(needs - self.model.capabilities)
-        require(not missing, "objective",
+        # a fine-tuning run's objective section names how its trunk was pretrained, not what it trains
+        require(not missing or self.finetune is not None, "objective",
                 f"{self.objective.name} needs a model that is {' and '.join(missing)}; "
                 f"arch {self.model.arch!r} is not; pick another objective or architecture")
         limit = self.model.max_context
@@ -366,7 +375,10 @@ class RunConfig:
         return self.train.seq_len or int(self.model.max_context or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{name: sec.to_dict() for name, sec in self.sections().items()}, "preset": self.preset, "name": self.name}
+        d = {**{name: sec.to_dict() for name, sec in self.sections().items()}, "preset": self.preset, "name": self.name}
+        if self.finetune is not None:
+            d["finetune"] = self.finetune.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:

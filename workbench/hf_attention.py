@@ -115,6 +115,22 @@ def _no_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def hf_shape(name_or_dir: str) -> tuple[int, int]:
+    """(positions, layers) of a pretrained model from its config alone (no weights loaded): what a
+    form checks before a run starts. ValueError, naming the offline models, when it cannot be found."""
+    from transformers import AutoConfig
+
+    local = offline_models()
+    folder, gguf_file = local.get(name_or_dir, (name_or_dir, None))
+    try:
+        config = AutoConfig.from_pretrained(folder, **({"gguf_file": gguf_file} if gguf_file else {}))
+    except (OSError, ValueError) as exc:
+        raise _not_found(name_or_dir, exc) from exc
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 512
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
+    return int(positions), int(layers)
+
+
 def load_hf(name_or_dir: str, gguf_file: str | None = None) -> HFModel:
     """Load a pretrained model for attention capture: eager attention, float32, eval mode.
 

@@ -203,6 +203,12 @@ def run_training(
     with Heartbeat(store.home, run_id):
         try:
             cfg = RunConfig.from_dict(info.config)
+            if cfg.finetune is not None:  # a task head on a trunk: its own data, model and end (test scores)
+                from .finetune.run import train_finetune
+
+                status = train_finetune(store, run_id, cfg, resume=resume, progress=progress, callbacks=callbacks)
+                store.update_run(run_id, status=status, ended_at=time.time())
+                return status
             tok_path = run_dir / "tokenizer.json"
             exp = build_experiment(cfg, Tokenizer.load(tok_path) if resume else None, home=store.home)
             exp.tokenizer.save(tok_path)
@@ -253,7 +259,12 @@ def train(
     The run lands in the same store as dashboard runs, so every face of the workbench sees it.
     """
     store = store or RunStore()
-    preflight(cfg, store.home)
+    if cfg.finetune is not None:
+        from .finetune.run import preflight_finetune
+
+        cfg = preflight_finetune(cfg, store)  # a run id as init: its model and tokenizer sections
+    else:
+        preflight(cfg, store.home)
     run_id = store.create_run(cfg.to_dict(), name=cfg.name)
     cfg.save(store.run_dir(run_id) / "config.json")
     run_training(store, run_id, progress=progress, callbacks=callbacks)
@@ -340,6 +351,9 @@ def load_run_model(store: RunStore, run_id: str, which: str = "best",
     run_dir = store.run_dir(run_id)
     ckpt_path = checkpoint_path(store, run_id, which)
     raw = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    if raw.get("finetune"):
+        raise ValueError(f"run {run_id} is a fine-tuning run (a task head, not a language model): predict with "
+                         f"workbench.finetune.predict.load_finetuned or on the dashboard")
     check_weights_fit(raw, run_id)
     cfg = RunConfig.from_dict(raw)
     tokenizer = Tokenizer.load(run_dir / "tokenizer.json")

@@ -257,6 +257,7 @@ class ClassificationObjective(TaskObjective):
         n = max(totals["examples"], 1.0)
         K = len(self.task.labels)
         cm = [[totals.get(f"conf_{i}_{j}", 0.0) for j in range(K)] for i in range(K)]
+        self.confusion = [[int(v) for v in row] for row in cm]  # the last evaluation's, for its artifact
         f1 = []
         for i in range(K):
             support = sum(cm[i]) + sum(row[i] for row in cm)  # true + predicted
@@ -357,26 +358,32 @@ class QAObjective(TaskObjective):
         """Every encoded example's scoring data (batches carry row numbers into it); each
         ``prepare``/``eval_set`` call appends its examples."""
 
+    def layout(self, q: tuple[list[int], Offsets], c: tuple[list[int], Offsets]) -> tuple[list[int], Offsets, list[int], list[int]]:
+        """One question/context pair, tokenised, as the model reads it: ids ``[CLS] q [SEP] c [SEP]``
+        (question cut to half of ``max_len``, context to what fits), each id's offsets into the
+        context ((0, 0) off it), segment ids, and 1 on the context's tokens."""
+        sp = self.specials
+        q_ids = q[0][:self.max_len // 2]
+        room = self.max_len - len(q_ids) - sp.count(2)
+        c_ids, c_offs = c[0][:room], c[1][:room]
+        offsets = sp.wrap_offsets([(0, 0)] * len(q_ids), c_offs)
+        n_first = len(sp.wrap(q_ids))  # [CLS] question [SEP]
+        context = [0] * n_first + [1] * len(c_ids) + [0] * (len(offsets) - n_first - len(c_ids))
+        return sp.wrap(q_ids, c_ids), offsets, [0] * n_first + [1] * (len(offsets) - n_first), context
+
     def encode(self, examples: Sequence[QAExample], split: str) -> list[Row]:
         questions = encode_texts(self.tokenizer, [e.question for e in examples])
         contexts = encode_texts(self.tokenizer, [e.context for e in examples])
-        sp = self.specials
         rows = []
-        for e, (q_ids, _), (c_ids, c_offs) in zip(examples, questions, contexts):
-            q_ids = q_ids[:self.max_len // 2]
-            room = self.max_len - len(q_ids) - sp.count(2)
-            c_ids, c_offs = c_ids[:room], c_offs[:room]
-            offsets = sp.wrap_offsets([(0, 0)] * len(q_ids), c_offs)
-            n_first = len(sp.wrap(q_ids))  # [CLS] question [SEP]
-            context = [0] * n_first + [1] * len(c_ids) + [0] * (len(offsets) - n_first - len(c_ids))
+        for e, q, c in zip(examples, questions, contexts):
+            ids, offsets, segments, context = self.layout(q, c)
             span = char_span_to_tokens(offsets, e.answer_start, e.answer_start + len(e.answer_text),
-                                       [bool(c) for c in context])
+                                       [bool(m) for m in context])
             if span is None:
                 self.dropped[split] = self.dropped.get(split, 0) + 1
                 continue
             self.refs.append(QARef(e.context, offsets, e.answer_text))
-            rows.append(Row(sp.wrap(q_ids, c_ids), [IGNORE_INDEX] * len(offsets), [0] * n_first + [1] * (len(offsets) - n_first),
-                            span[0], span[1], len(self.refs) - 1, context))
+            rows.append(Row(ids, [IGNORE_INDEX] * len(offsets), segments, span[0], span[1], len(self.refs) - 1, context))
         return rows
 
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
