@@ -37,7 +37,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-lr", type=float, default=0.0, help=docs["head_lr"])
     p.add_argument("--pooling", default="auto", help=docs["pooling"])
     p.add_argument("--max-len", type=int, default=None,
-                   help=docs["max_len"] + " Default: 128, or the trunk's positions when fewer.")
+                   help=docs["max_len"])
     p.add_argument("--max-eval", type=int, default=512, help=docs["max_eval"])
     p.add_argument("--lr", type=float, default=None, help="trunk learning rate (default 5e-5 for hf:, 1e-3 otherwise)")
     p.add_argument("--max-steps", type=int, default=300, help="optimizer steps (sweep-labels: the most per run)")
@@ -80,9 +80,7 @@ def config_from_args(args: argparse.Namespace, **finetune: Any) -> RunConfig:
     hf = args.init.startswith("hf:")
     base = get_preset(args.preset) if args.init == "scratch" else RunConfig()
     lr = args.lr if args.lr is not None else (5e-5 if hf else 1e-3)
-    max_len = args.max_len
-    if max_len is None:
-        max_len = min(128, int(base.model.max_context or 128)) if args.init == "scratch" else 128
+    max_len = args.max_len or 0  # 0: the trunk's positions, up to 128
     train = replace(base.train, max_steps=args.max_steps, batch_size=args.batch_size, lr=lr, min_lr=lr / 10,
                     warmup_steps=args.warmup_steps, eval_interval=args.eval_interval, seed=args.seed,
                     device=args.device, seq_len=0)

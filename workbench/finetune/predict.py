@@ -75,7 +75,7 @@ def load_finetuned(store: RunStore, run_id: str, which: str = "best", device: st
     task = TaskData(meta["task"], meta["kind"], meta["labels"])
     head = make_head(meta["kind"], trunk, len(meta["labels"]), fc)
     head.load_state_dict(load_checkpoint(path).model_state)
-    objective = objective_for(task, tokenizer, max_len=fc.max_len)
+    objective = objective_for(task, tokenizer, max_len=meta.get("max_len") or fc.max_len or 128)
     return FineTuned(head.to(device).eval(), tokenizer, objective, cfg)
 
 

@@ -96,9 +96,9 @@ def resolve(cfg: RunConfig, store: RunStore) -> RunConfig:
 
 def check_fits(fc: FinetuneConfig, positions: int, n_blocks: int) -> None:
     """ConfigError naming ``max_len`` or ``freeze`` when they ask more than the trunk has."""
-    if fc.max_len > positions:
+    if fc.length(positions) > positions:
         raise ConfigError("max_len", f"{fc.max_len} is more tokens than the trunk's positions cover ({positions}); "
-                                     f"lower max_len to at most {positions}")
+                                     f"lower max_len to at most {positions} (or 0 for that)")
     if fc.freeze > n_blocks:
         raise ConfigError("freeze", f"cannot freeze {fc.freeze} blocks: the trunk has {n_blocks} "
                                     f"(use 0..{n_blocks}, or -1 to train only the head)")
@@ -208,7 +208,8 @@ def build_finetune(cfg: RunConfig, store: RunStore, run_dir: Path | None = None)
     task = task_of(fc)
     trunk, cfg = load_trunk(cfg, task, store, run_dir)
     check_fits(fc, trunk.positions, trunk.n_blocks)
-    objective = objective_for(task, trunk.tokenizer, max_len=fc.max_len, max_eval=fc.max_eval or None,
+    max_len = fc.length(trunk.positions)
+    objective = objective_for(task, trunk.tokenizer, max_len=max_len, max_eval=fc.max_eval or None,
                               batch_size=cfg.train.batch_size)
     examples = sample_budget(task.train, fc.labels or None, seed=fc.label_seed)
     try:
@@ -227,7 +228,7 @@ def build_finetune(cfg: RunConfig, store: RunStore, run_dir: Path | None = None)
             "val_examples": sum(len(b.input_ids) for b in eval_set.batches), "test_examples": len(task.test),
             "dropped": dict(objective.dropped), "words_cut": dict(getattr(objective, "words_cut", {})),
             "frozen_params": frozen, "trainable_params": total - frozen, "total_params": total,
-            "pooling": getattr(head, "pooling", None)}
+            "pooling": getattr(head, "pooling", None), "max_len": max_len}
     return FinetuneExperiment(cfg, task, trunk.tokenizer, objective, head, train_data, eval_set, groups, info)
 
 
@@ -283,7 +284,7 @@ def train_finetune(store: RunStore, run_id: str, cfg: RunConfig, resume: bool = 
         cbs.append(CheckpointCallback(run_dir / "ckpt", meta))
     device = resolve_device(cfg.train.device)
     optimizer = build_optimizer(exp.model, cfg.train, device.type, groups=exp.groups)
-    trainer = Trainer(exp.model, exp.objective, exp.train_data, exp.eval_set, cfg.train, cfg.finetune.max_len,  # type: ignore[union-attr]
+    trainer = Trainer(exp.model, exp.objective, exp.train_data, exp.eval_set, cfg.train, exp.objective.max_len,
                       callbacks=[*cbs, *callbacks], optimizer=optimizer, progress=progress)
     if resume:
         trainer.load_checkpoint(run_dir / "ckpt" / "last.safetensors")

@@ -47,9 +47,9 @@ class FinetuneConfig(Section):
     pooling: str = "auto"
     """How a sequence becomes one vector for classification: 'cls' (first token), 'mean' (of the
     real tokens) or 'last' (last real token); 'auto' = last for a causal trunk, cls otherwise."""
-    max_len: int = 128
+    max_len: int = 0
     """Most tokens per example, special tokens included (longer ones are cut); at most the
-    trunk's positions (block_size)."""
+    trunk's positions (block_size). 0 = the trunk's positions, up to 128."""
     max_eval: int = 512
     """Validation examples scored at each evaluation (the first of the split); 0 = all. The test
     split is scored whole, once, at the end."""
@@ -69,9 +69,13 @@ class FinetuneConfig(Section):
                 f"must be -1 (the whole trunk), 0 (nothing) or a number of blocks, got {self.freeze!r}")
         require(self.head_lr >= 0, "head_lr", f"must be >= 0 (0 = train.lr), got {self.head_lr}")
         require(self.pooling in POOLINGS, "pooling", f"unknown {self.pooling!r}; use {', '.join(POOLINGS)}")
-        require(isinstance(self.max_len, int) and self.max_len >= 8, "max_len",
-                f"must be at least 8 tokens, got {self.max_len!r}")
+        require(isinstance(self.max_len, int) and (self.max_len == 0 or self.max_len >= 8), "max_len",
+                f"must be 0 (the trunk's positions, up to 128) or at least 8 tokens, got {self.max_len!r}")
         require(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+    def length(self, positions: int) -> int:
+        """The tokens per example for a trunk with ``positions``: ``max_len``, or 0's default."""
+        return self.max_len or min(128, positions)
 
     @property
     def init_kind(self) -> str:
