@@ -50,3 +50,21 @@ def small_text_file(tmp_path: Path) -> Path:
     path = tmp_path / "small.txt"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+TINY_BERT = {"arch": "bert", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 64}
+"""A trunk for fine-tuning tests: trains and fine-tunes in seconds."""
+TINY_TRAIN = {"max_steps": 8, "batch_size": 8, "eval_interval": 8, "log_interval": 4, "lr": 3e-3, "warmup_steps": 2,
+              "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def pretrained_bert(tmp_path_factory: pytest.TempPathFactory):
+    """(store, run id) of a tiny BERT pretrained with masked LM for a few steps: a run to fine-tune from."""
+    from workbench.pipeline import train
+    from workbench.runstore import RunStore
+
+    store = RunStore(tmp_path_factory.mktemp("pretrained") / "home")
+    cfg = RunConfig.from_dict({"model": TINY_BERT, "objective": {"name": "mlm"}, "tokenizer": {"kind": "char"},
+                               "data": {"eval_chars": 1024}, "train": {**TINY_TRAIN, "max_steps": 6, "eval_interval": 6}})
+    return store, train(cfg, store, progress=False)

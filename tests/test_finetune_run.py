@@ -55,12 +55,8 @@ def mood_csv(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunStore, str]:
-    """A tiny BERT pretrained with masked LM for a few steps (a run to start from)."""
-    store = RunStore(tmp_path_factory.mktemp("pre") / "home")
-    cfg = RunConfig.from_dict({"model": TINY_BERT, "objective": {"name": "mlm"}, "tokenizer": {"kind": "char"},
-                               "data": {"eval_chars": 1024}, "train": {**TRAIN, "max_steps": 6, "eval_interval": 6}})
-    return store, train(cfg, store, progress=False)
+def pretrained(pretrained_bert: tuple[RunStore, str]) -> tuple[RunStore, str]:
+    return pretrained_bert
 
 
 # --- config ---------------------------------------------------------------------------------------

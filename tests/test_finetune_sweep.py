@@ -22,11 +22,8 @@ TRAIN = {"max_steps": 8, "batch_size": 8, "eval_interval": 8, "log_interval": 4,
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunStore, str]:
-    store = RunStore(tmp_path_factory.mktemp("sweep") / "home")
-    cfg = RunConfig.from_dict({"model": TINY_BERT, "objective": {"name": "mlm"}, "tokenizer": {"kind": "char"},
-                               "data": {"eval_chars": 1024}, "train": {**TRAIN, "max_steps": 4, "eval_interval": 4}})
-    return store, train(cfg, store, progress=False)
+def pretrained(pretrained_bert: tuple[RunStore, str]) -> tuple[RunStore, str]:
+    return pretrained_bert
 
 
 def base(init: str, **ft) -> RunConfig:
