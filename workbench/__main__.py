@@ -181,31 +181,52 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
 # --- commands -------------------------------------------------------------------------------------
 
 def _cmd_train(args: argparse.Namespace, dests: list[str]) -> int:
-    from .pipeline import prepare_resume, run_training, train
+    from . import distributed
+    from .pipeline import check_distributable, create, prepare_resume, run_training
+    from .trainer import resolve_device
 
     if args.run_dir is not None:  # a run queued by the launcher: config is already in the store
         run_dir = args.run_dir.resolve()
         store = RunStore(run_dir.parent.parent)
-        status = run_training(store, run_dir.name, progress=bool(args.progress), resume=args.from_checkpoint)
+        device = RunConfig.load(run_dir / "config.json").train.device
+        d = distributed.init(resolve_device(device).type)  # torchrun --nproc_per_node=N: one of N processes
+        try:
+            status = run_training(store, run_dir.name, progress=bool(args.progress) if d.is_main else False,
+                                  resume=args.from_checkpoint, dist=d)
+        finally:
+            distributed.close()
         return 0 if status in ("finished", "stopped") else 1
 
     store = RunStore()
     given = {d: getattr(args, d) for d in dests if getattr(args, d) is not None}
     if args.resume:
-        cfg = prepare_resume(store, args.resume, given)
-        print(f"resuming run {args.resume} at step {store.get_run(args.resume).step} "
-              f"to step {cfg.train.max_steps} → {store.run_dir(args.resume)}", file=sys.stderr)
-        status = run_training(store, args.resume, progress=args.progress, resume=True)
-        run_id = args.resume
+        cfg = RunConfig.from_dict(store.get_run(args.resume).config)
     else:
         selectors = {"arch": getattr(args, "model.arch"), "objective": getattr(args, "objective.name"),
                      "tokenizer": getattr(args, "tokenizer.kind")}
         cfg = apply_overrides(get_preset(args.preset or "gpt-nano"), {**selectors, **given, "name": args.name or None})
-        run_id = train(cfg, store, progress=args.progress)
-        status = store.get_run(run_id).status
+    dist = distributed.init(resolve_device(cfg.train.device).type)
+    try:
+        if dist.enabled:
+            check_distributable(cfg, dist.world)
+        if args.resume:
+            if dist.is_main:
+                cfg = prepare_resume(store, args.resume, given)
+                print(f"resuming run {args.resume} at step {store.get_run(args.resume).step} "
+                      f"to step {cfg.train.max_steps} → {store.run_dir(args.resume)}", file=sys.stderr)
+            run_id = args.resume
+        else:  # rank 0 adds the run to the store; every process trains it
+            run_id = distributed.broadcast(create(cfg, store) if dist.is_main else None, dist)
+        run_training(store, run_id, progress=args.progress if dist.is_main else False, resume=bool(args.resume), dist=dist)
+    finally:
+        distributed.close()
+    if not dist.is_main:
+        return 0
     info = store.get_run(run_id)
+    status = info.status
     best = f"{info.best_val_loss:.4f}" if info.best_val_loss is not None else "-"
-    print(f"run {run_id} {status} at step {info.step}; best val loss {best}", file=sys.stderr)
+    print(f"run {run_id} {status} at step {info.step}; best val loss {best}"
+          + (f" ({dist.world} processes)" if dist.enabled else ""), file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .experiment import count_parameters, estimate_vocab_size, preflight
 from .limits import LaunchLimits
 from .runstore import RunInfo, RunStore
@@ -24,14 +24,23 @@ def live_runs(store: RunStore) -> list[RunInfo]:
     return [info for r in store.list_runs() if not r.is_terminal and not (info := store.reconcile(r.id)).is_terminal]
 
 
-def _spawn(store: RunStore, run_id: str, from_checkpoint: bool = False) -> None:
-    """``python -m workbench train --run-dir runs/<id>``, detached, output appended to stdout.log.
+def train_command(run_dir: Path, nproc: int = 1) -> list[str]:
+    """The command that trains a queued run: ``python -m workbench train --run-dir DIR``, or with
+    ``nproc`` > 1 the same under ``torchrun --standalone --nproc_per_node=N`` (DDP on this machine)."""
+    if nproc < 1:
+        raise ConfigError("nproc", f"must be at least 1 process, got {nproc}")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
+    return [*launch, "-m", "workbench", "train", "--run-dir", str(run_dir)]
+
+
+def _spawn(store: RunStore, run_id: str, from_checkpoint: bool = False, nproc: int = 1) -> None:
+    """:func:`train_command`, detached, output appended to stdout.log.
 
     If the process cannot even be started, the run is marked failed (it must not stay queued).
     """
     run_dir = store.run_dir(run_id)
     env = {**os.environ, "WORKBENCH_HOME": str(store.home), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "workbench", "train", "--run-dir", str(run_dir)]
+    cmd = train_command(run_dir, nproc)
     if from_checkpoint:
         cmd.append("--from-checkpoint")
     try:
@@ -49,27 +58,33 @@ def _spawn(store: RunStore, run_id: str, from_checkpoint: bool = False) -> None:
 
 def start_run(cfg: RunConfig, store: RunStore | None = None, name: str = "",
               limits: LaunchLimits | None = None, vocab_size: int | None = None,
-              preflighted: bool = False) -> str:
+              preflighted: bool = False, nproc: int = 1) -> str:
     """Create a queued run, write its config and start training it in its own process.
 
     With ``limits`` (the dashboard passes them), a run that would go past one is refused with a
     :class:`~workbench.config.ConfigError` naming the setting; ``vocab_size`` sizes the model
     for that check (the tokenizer is only trained in the new process). ``preflighted`` skips
     :func:`~workbench.experiment.preflight` when the caller has just run it on this config.
+    ``nproc`` > 1 trains with that many processes (DDP, :mod:`workbench.distributed`); the
+    batch size is the global batch, split between them.
     """
     store = store or RunStore()
     if limits is not None:
         limits.check(cfg, count_parameters(cfg, vocab_size or estimate_vocab_size(cfg, home=store.home)), len(live_runs(store)))
+    if nproc > 1:
+        from .pipeline import check_distributable
+
+        check_distributable(cfg, nproc)
     if not preflighted:
         preflight(cfg, store.home)
     run_id = store.create_run(cfg.to_dict(), name=name or cfg.name)
     cfg.save(store.run_dir(run_id) / "config.json")
-    _spawn(store, run_id)
+    _spawn(store, run_id, nproc=nproc)
     return run_id
 
 
 def resume_run(run_id: str, store: RunStore | None = None, overrides: dict[str, Any] | None = None,
-               limits: LaunchLimits | None = None) -> RunConfig:
+               limits: LaunchLimits | None = None, nproc: int = 1) -> RunConfig:
     """Continue an ended run from its last checkpoint in a new process (``max_steps`` extends it;
     the cosine schedule then runs to the new end, so the learning rate rises again)."""
     from .overrides import apply_overrides
@@ -81,7 +96,7 @@ def resume_run(run_id: str, store: RunStore | None = None, overrides: dict[str, 
         limits.check(apply_overrides(RunConfig.from_dict(info.config), overrides or {}), info.num_params or 0,
                      len(live_runs(store)))
     cfg = prepare_resume(store, run_id, overrides)
-    _spawn(store, run_id, from_checkpoint=True)
+    _spawn(store, run_id, from_checkpoint=True, nproc=nproc)
     return cfg
 
 

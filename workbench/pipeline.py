@@ -18,6 +18,7 @@ from .config import ConfigError, RunConfig
 from .overrides import apply_overrides, diff_fields
 from .corpora import corpus_fingerprint, load_corpus
 from .counting import CountingTrainer
+from .distributed import SINGLE, Dist, broadcast
 from .experiment import build_experiment, preflight
 from .io import atomic_write, remove_stale_temp_files
 from .models import LanguageModel, build_model
@@ -188,6 +189,7 @@ def run_training(
     progress: bool | None = None,
     resume: bool = False,
     callbacks: list[Callback] | tuple[Callback, ...] = (),
+    dist: Dist = SINGLE,
 ) -> str:
     """Train the run ``run_id`` whose config is in the store. Returns its final status.
 
@@ -195,7 +197,12 @@ def run_training(
     the run as ``failed`` with the message in the store (and re-raises for the caller); a stop
     request ends it as ``stopped``. If even the failure cannot be recorded (a full disk), the
     heartbeat stops and ``RunStore.reconcile`` reports the run dead within a minute.
+
+    Under torchrun (``dist``: :mod:`workbench.distributed`) rank 0 does all of this; the other
+    ranks train beside it (:func:`_follow`) and never touch the store.
     """
+    if not dist.is_main:
+        return _follow(store, run_id, resume, dist)
     info = store.get_run(run_id)
     run_dir = store.run_dir(run_id)
     store.claim(run_id)  # refused if another live process trains it
@@ -203,6 +210,8 @@ def run_training(
     with Heartbeat(store.home, run_id):
         try:
             cfg = RunConfig.from_dict(info.config)
+            if dist.enabled:
+                check_distributable(cfg, dist.world)
             if cfg.finetune is not None:  # a task head on a trunk: its own data, model and end (test scores)
                 from .finetune.run import train_finetune
 
@@ -214,6 +223,8 @@ def run_training(
             exp.tokenizer.save(tok_path)
             exp.tokenizer.save_pretrained(run_dir / "hf")  # for AutoTokenizer.from_pretrained(run_dir / "hf")
             exp.config.save(run_dir / "config.json")
+            # the other ranks build the same experiment from this config and tokenizer (no store on other nodes)
+            broadcast((exp.config.to_json(), tok_path.read_text(encoding="utf-8")), dist)
             # the config now has the tokenizer's vocab_size; the corpus's fingerprint guards resumes
             store.update_run(run_id, config=exp.config.to_dict(), corpus_hash=exp.corpus_hash)
             meta = {"config": exp.config.to_dict()}
@@ -223,6 +234,7 @@ def run_training(
                 exp.model, exp.objective, exp.train_data, exp.eval_set, exp.config.train, exp.config.seq_len,
                 callbacks=[*attach_callbacks(store, run_id, exp.model, exp.probe_ids, exp.tokenizer, meta, exp.objective), *callbacks],
                 progress=progress,
+                **({"dist": dist} if dist.enabled else {}),
             )
             if resume:
                 trainer.load_checkpoint(run_dir / "ckpt" / "last.safetensors")
@@ -248,6 +260,38 @@ def run_training(
             raise
 
 
+def check_distributable(cfg: RunConfig, world: int) -> None:
+    """ConfigError unless ``cfg`` can train on ``world`` processes: gradient descent on a language
+    model, its (global) batch a multiple of ``world``."""
+    if cfg.train.batch_size % world:
+        raise ConfigError("batch_size", f"{cfg.train.batch_size} cannot be split evenly over {world} processes; "
+                                        f"make it a multiple of {world} (it is the global batch)")
+    if cfg.finetune is not None:
+        raise ConfigError("nproc", "fine-tuning runs train in one process; start them without torchrun")
+    if "counting" in cfg.model.capabilities:
+        raise ConfigError("nproc", f"{cfg.model.arch} models are fitted by counting, not gradients; train them "
+                                   f"in one process (without torchrun)")
+
+
+def _follow(store: RunStore, run_id: str, resume: bool, dist: Dist) -> str:
+    """A rank other than 0: build the experiment rank 0 built (its config and tokenizer arrive by
+    broadcast, so this works on another machine) and train beside it, writing nothing."""
+    import tempfile
+
+    config_json, tokenizer_json = broadcast(None, dist)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tokenizer.json"
+        path.write_text(tokenizer_json, encoding="utf-8")
+        tokenizer = Tokenizer.load(path)
+    cfg = RunConfig.from_json(config_json)
+    exp = build_experiment(cfg, tokenizer, home=store.home)
+    trainer = Trainer(exp.model, exp.objective, exp.train_data, exp.eval_set, exp.config.train, exp.config.seq_len,
+                      progress=False, dist=dist)
+    if resume:  # the run folder must be shared between machines for a multi-node resume
+        trainer.load_checkpoint(store.run_dir(run_id) / "ckpt" / "last.safetensors")
+    return trainer.fit()
+
+
 def train(
     cfg: RunConfig,
     store: RunStore | None = None,
@@ -259,6 +303,13 @@ def train(
     The run lands in the same store as dashboard runs, so every face of the workbench sees it.
     """
     store = store or RunStore()
+    run_id = create(cfg, store)
+    run_training(store, run_id, progress=progress, callbacks=callbacks)
+    return run_id
+
+
+def create(cfg: RunConfig, store: RunStore) -> str:
+    """Check ``cfg`` (:func:`~workbench.experiment.preflight`) and add it to the store as a queued run."""
     if cfg.finetune is not None:
         from .finetune.run import preflight_finetune
 
@@ -267,7 +318,6 @@ def train(
         preflight(cfg, store.home)
     run_id = store.create_run(cfg.to_dict(), name=cfg.name)
     cfg.save(store.run_dir(run_id) / "config.json")
-    run_training(store, run_id, progress=progress, callbacks=callbacks)
     return run_id
 
 

@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
+from .distributed import SINGLE, Dist, all_true, broadcast, mean, shard
 from .models.base import eval_mode
 from .objectives import EvalSet, Objective
 from .optim import build_optimizer
@@ -165,14 +166,21 @@ class Trainer:
         callbacks: list[Callback] | tuple[Callback, ...] = (),
         optimizer: torch.optim.Optimizer | None = None,
         progress: bool | None = None,
+        dist: Dist = SINGLE,
     ) -> None:
         self.config = config
+        self.dist = dist
+        if config.batch_size % dist.world:
+            raise ConfigError("batch_size", f"{config.batch_size} cannot be split evenly over {dist.world} processes; "
+                                            f"make it a multiple of {dist.world} (it is the global batch)")
         self.objective = objective
         self.train_data = train_data
         self.seq_len = seq_len
         self.callbacks = list(callbacks)
         self.progress = (sys.stderr.isatty() or _in_notebook()) if progress is None else progress
         self.device = resolve_device(config.device)
+        if dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", dist.local_rank)  # one GPU per process
         self.state = TrainState()
         self.control = TrainControl()
 
@@ -182,7 +190,13 @@ class Trainer:
         use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         compile_on = config.compile == "on" or (config.compile == "auto" and self.device.type == "cuda")
-        self.step_model: nn.Module = torch.compile(self.model) if compile_on else self.model  # type: ignore[assignment]
+        self.eval_model: nn.Module = torch.compile(self.model) if compile_on else self.model  # type: ignore[assignment]
+        self.step_model: nn.Module = self.eval_model
+        if dist.enabled:  # gradients averaged over the processes during backward
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_model = DistributedDataParallel(
+                self.eval_model, device_ids=[dist.local_rank] if self.device.type == "cuda" else None)
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         self._checked_step = 0
         self.last_saved_step = 0
@@ -198,7 +212,7 @@ class Trainer:
     def _batch(self, step: int) -> Any:
         gen = torch.Generator().manual_seed(step_seed(self.config.seed, step))
         batch = self.objective.make_batch(self.train_data, self.config.batch_size, self.seq_len, gen)
-        return batch.to(self.device, non_blocking=True)
+        return shard(batch, self.dist).to(self.device, non_blocking=True)  # this process's slice of the global batch
 
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step (``step`` counts from 1). Returns (loss, grad norm), on device."""
@@ -219,7 +233,7 @@ class Trainer:
             grad_norm = torch.zeros((), device=self.device)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.state.tokens_seen += batch.num_input_tokens
+        self.state.tokens_seen += batch.num_input_tokens * self.dist.world  # every process's slice
         loss = out.loss.detach()
         self._finite &= torch.isfinite(loss) & torch.isfinite(grad_norm)  # stays on the device
         return loss, grad_norm.detach()
@@ -227,7 +241,7 @@ class Trainer:
     def check_finite(self) -> None:
         """Raise :class:`DivergenceError` if any step since the last check had a non-finite loss or
         gradient (one device sync; called at log steps, before evaluations and at the end)."""
-        if not bool(self._finite):
+        if not bool(all_true(self._finite, self.dist)):  # every process stops together
             kept = (f"The last checkpoint before it (step {self.last_saved_step}) is kept." if self.last_saved_step
                     else "No trained checkpoint had been saved yet.")
             raise DivergenceError(
@@ -240,7 +254,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """The objective's validation metrics on the fixed :class:`EvalSet` (``val/loss``, ...)."""
-        metrics = evaluate(self.step_model, self.objective, self.eval_set, self._autocast)
+        metrics = evaluate(self.eval_model, self.objective, self.eval_set, self._autocast)
         primary = f"val/{self.objective.primary_metric}"
         bad = [k for k, v in metrics.items() if math.isnan(v)] + ([primary] if math.isinf(metrics[primary]) else [])
         if bad:
@@ -296,13 +310,15 @@ class Trainer:
                 loss_sum += loss
                 steps_in_window += 1
                 last = step == cfg.max_steps or out_of_time(t_fit, cfg)
+                if self.dist.enabled and cfg.max_time_s:  # rank 0's clock decides for all
+                    last = bool(broadcast(last, self.dist))
                 is_log = step % cfg.log_interval == 0 or last
                 is_eval = step % cfg.eval_interval == 0 or last
                 if is_log:
                     self.check_finite()  # syncs: the window's steps have all run
                     elapsed = time.perf_counter() - t_window
                     metrics = {
-                        "train/loss": (loss_sum / steps_in_window).item(),
+                        "train/loss": mean(loss_sum / steps_in_window, self.dist).item(),
                         "lr": get_lr(step - 1, cfg),
                         "grad_norm": grad_norm.item(),
                         "tokens_per_s": (self.state.tokens_seen - tokens_at_window) / max(elapsed, 1e-9),
@@ -311,6 +327,8 @@ class Trainer:
                         metrics["padding_fraction"] = sum(self._padding) / len(self._padding)
                         self._padding.clear()
                     self._emit("on_log", metrics)
+                    if self.dist.enabled:  # a stop request reaches rank 0's store logger: tell every process
+                        self.control.should_stop = bool(broadcast(self.control.should_stop, self.dist))
                     if bar is not None:
                         bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", refresh=False)
                     loss_sum.zero_()

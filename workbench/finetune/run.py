@@ -260,7 +260,7 @@ def score_test(trainer: Trainer, objective: TaskObjective) -> dict[str, float]:
         return {}
     test = objective.eval_set("test", max_eval=None)
     test = EvalSet([b.to(trainer.device) for b in test.batches])
-    metrics = evaluate(trainer.step_model, objective, test, trainer._autocast)
+    metrics = evaluate(trainer.eval_model, objective, test, trainer._autocast)
     return {"test/" + k.split("/", 1)[1]: v for k, v in metrics.items()}
 
 
