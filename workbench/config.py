@@ -193,8 +193,10 @@ class TrainConfig(Section):
     """Sequences per step."""
     seq_len: int = 0
     """Training window length; 0 means the model's longest context. Must not exceed it."""
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    """'adamw' (decoupled weight decay), 'adam' (weight decay as an L2 term) or 'sgd' (with momentum)."""
+    optimizer: Literal["adamw", "adam", "sgd", "muon"] = "adamw"
+    """'adamw' (decoupled weight decay), 'adam' (weight decay as an L2 term), 'sgd' (with momentum),
+    or 'muon' (orthogonalised momentum for the hidden matrices at muon_lr, AdamW at lr for
+    embeddings, the head, gains and biases; modded-nanogpt)."""
     lr: float = 1e-3
     """Peak learning rate."""
     min_lr: float = 1e-4
@@ -209,6 +211,10 @@ class TrainConfig(Section):
     """Adam/AdamW beta2."""
     momentum: float = 0.9
     """SGD momentum (ignored by Adam and AdamW)."""
+    muon_lr: float = 0.02
+    """Muon's peak learning rate for the hidden matrices (optimizer muon only; the schedule scales it as lr)."""
+    muon_momentum: float = 0.95
+    """Muon's (Nesterov) momentum (optimizer muon only)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables)."""
     max_time_s: float = 0.0
@@ -232,8 +238,10 @@ class TrainConfig(Section):
         positive_ints(self, "max_steps", "batch_size", "eval_interval", "log_interval")
         require(isinstance(self.seq_len, int) and self.seq_len >= 0, "seq_len",
                 f"must be >= 0 (0 = the model's context), got {self.seq_len}")
-        require(self.optimizer in ("adamw", "adam", "sgd"), "optimizer",
-                f"unknown {self.optimizer!r}; use adamw, adam or sgd")
+        require(self.optimizer in ("adamw", "adam", "sgd", "muon"), "optimizer",
+                f"unknown {self.optimizer!r}; use adamw, adam, sgd or muon")
+        require(self.muon_lr > 0, "muon_lr", f"must be > 0, got {self.muon_lr}; try 0.02")
+        require(0 <= self.muon_momentum < 1, "muon_momentum", f"must be in [0, 1), got {self.muon_momentum}")
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}; try 1e-3 for small models")
         require(0 <= self.min_lr <= self.lr, "min_lr", f"must be in [0, lr={self.lr}], got {self.min_lr}")
         require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps",

@@ -47,11 +47,28 @@ def _sgd(groups: ParamGroups, cfg: TrainConfig, device_type: str) -> torch.optim
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
+def _muon(groups: ParamGroups, cfg: TrainConfig, device_type: str) -> torch.optim.Optimizer:
+    from .muon import Muon
+
+    return Muon(groups, lr=cfg.lr, momentum=cfg.muon_momentum, betas=(cfg.beta1, cfg.beta2))
+
+
 OPTIMIZERS: dict[str, Callable[[ParamGroups, TrainConfig, str], torch.optim.Optimizer]] = {
     "adamw": _adamw,
     "adam": _adam,
     "sgd": _sgd,
+    "muon": _muon,
 }
+
+
+def _muon_groups(model: nn.Module, cfg: TrainConfig) -> ParamGroups:
+    from .muon import muon_param_groups
+
+    return muon_param_groups(model, cfg.weight_decay, cfg.muon_lr / cfg.lr)
+
+
+GROUPS: dict[str, Callable[[nn.Module, TrainConfig], ParamGroups]] = {"muon": _muon_groups}
+"""Optimizers that split a model their own way (Muon: hidden matrices apart); the rest use :func:`param_groups`."""
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device_type: str = "cpu",
@@ -64,5 +81,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device_type: str = "cpu"
     >>> type(opt).__name__, opt.param_groups[0]["momentum"]
     ('SGD', 0.5)
     """
-    return OPTIMIZERS[cfg.optimizer](groups if groups is not None else param_groups(model, cfg.weight_decay), cfg,
-                                     device_type)
+    if groups is None:
+        split = GROUPS.get(cfg.optimizer)
+        groups = split(model, cfg) if split is not None else param_groups(model, cfg.weight_decay)
+    return OPTIMIZERS[cfg.optimizer](groups, cfg, device_type)

@@ -64,6 +64,15 @@ class GPTConfig(ModelConfig):
     (deep stacks then barely train: the point of residual connections)."""
     tie_weights: bool = True
     """Share the token embedding with the output projection (weight tying)."""
+    qk_norm: bool = False
+    """RMS-normalise each head's queries and keys before their dot product (modded-nanogpt,
+    OLMo 2): attention scores stay bounded, which keeps a high learning rate stable."""
+    activation: Literal["gelu", "relu2"] = "gelu"
+    """The MLP's nonlinearity: GELU (GPT-2) or relu(x)² (Primer, modded-nanogpt)."""
+    zero_init: bool = False
+    """Start every block's output projections (attention and MLP) and the untied output head at
+    zero (modded-nanogpt): each block begins as the identity and the first logits are uniform.
+    Needs tie_weights false (a zero head would zero the shared embedding)."""
 
     def __post_init__(self) -> None:
         require(self.arch == "gpt", "arch", f"GPTConfig is for arch 'gpt', got {self.arch!r}")
@@ -72,6 +81,9 @@ class GPTConfig(ModelConfig):
                 f"unknown {self.pos_encoding!r}; use 'learned', 'sinusoidal', 'rope' or 'none'")
         require(self.norm in ("pre", "post", "none"), "norm", f"unknown {self.norm!r}; use 'pre', 'post' or 'none'")
         require(isinstance(self.residual, bool), "residual", f"must be true or false, got {self.residual!r}")
+        require(self.activation in ("gelu", "relu2"), "activation", f"unknown {self.activation!r}; use 'gelu' or 'relu2'")
+        require(not (self.zero_init and self.tie_weights), "zero_init",
+                "needs tie_weights false: a zero output head would zero the token embedding it shares")
         require(isinstance(self.rope_base, (int, float)) and not isinstance(self.rope_base, bool)
                 and self.rope_base > 1, "rope_base", f"must be a number > 1, got {self.rope_base!r}")
         hs = self.n_embd // self.n_head
@@ -96,6 +108,8 @@ class GPTConfig(ModelConfig):
             "no-pos" if self.pos_encoding == "none" else self.pos_encoding]
         extras += [] if self.norm == "pre" else ["post-LN" if self.norm == "post" else "no-LN"]
         extras += [] if self.residual else ["no-residual"]
+        extras += [n for n, on in (("qk-norm", self.qk_norm), ("relu2", self.activation == "relu2"),
+                                   ("untied", not self.tie_weights), ("zero-init", self.zero_init)) if on]
         return " ".join([f"gpt {self.n_layer}L/{self.n_head}H/{self.n_embd} ctx {self.block_size}", *extras])
 
 
@@ -122,7 +136,8 @@ class GPTTrunk(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(config.n_embd, config.n_head, config.dropout, config.bias, causal=True,
-                  norm=config.norm, residual=config.residual) for _ in range(config.n_layer)
+                  norm=config.norm, residual=config.residual, qk_norm=config.qk_norm, activation=config.activation)
+            for _ in range(config.n_layer)
         )
         # post-LN's blocks already end in a norm; the original Transformer has no final one
         self.ln_f: nn.Module = LayerNorm(config.n_embd, config.bias) if config.norm == "pre" else nn.Identity()
@@ -242,6 +257,10 @@ class GPT(LanguageModel):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.zero_init:  # each block starts as the identity, the first prediction uniform
+            for name, p in self.named_parameters():
+                if name.endswith("proj.weight") or name == "lm_head.weight":
+                    nn.init.zeros_(p)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -64,11 +64,12 @@ class LayerNorm(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention; ``causal`` decoders never look at later positions."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool, qk_norm: bool = False) -> None:
         super().__init__()
         assert n_embd % n_head == 0
         self.n_head = n_head
         self.causal = causal
+        self.qk_norm = qk_norm
         self.dropout = dropout
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # q, k, v for all heads in one matmul
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
@@ -87,6 +88,8 @@ class SelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if self.qk_norm:  # unit-RMS queries and keys: scores stay bounded, so larger learning rates are safe
+            q, k = F.rms_norm(q, (hs,)), F.rms_norm(k, (hs,))
         if rope is not None:  # positions enter here, not in the residual stream; values are not rotated
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
 
@@ -129,6 +132,8 @@ class SelfAttention(nn.Module):
         q = torch.cat([q_h, q_g], dim=1).view(B, 2 * T, self.n_head, hs).transpose(1, 2)  # (B, nh, 2T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (hs,)), F.rms_norm(k, (hs,))
         if rope is not None:
             cos, sin = rope
             q = apply_rope(q, cos.repeat(2, 1), sin.repeat(2, 1))  # g's query i sits at position i, like h's
@@ -183,14 +188,26 @@ def _allowed_mask(T: int, device: torch.device, causal: bool, allowed: torch.Ten
     return allowed | (empty & torch.eye(T, dtype=torch.bool, device=device))
 
 
-class MLP(nn.Module):
-    """Position-wise feed-forward: expand (4x unless ``hidden`` is given), exact GELU, project back."""
+class ReLU2(nn.Module):
+    """relu(x)²: as cheap as ReLU, smooth at 0 like GELU (Primer; modded-nanogpt's MLP)."""
 
-    def __init__(self, n_embd: int, dropout: float, bias: bool, hidden: int | None = None) -> None:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
+Activation = Literal["gelu", "relu2"]
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: expand (4x unless ``hidden`` is given), exact GELU (or relu²),
+    project back."""
+
+    def __init__(self, n_embd: int, dropout: float, bias: bool, hidden: int | None = None,
+                 activation: Activation = "gelu") -> None:
         super().__init__()
         hidden = hidden or 4 * n_embd
         self.fc = nn.Linear(n_embd, hidden, bias=bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU() if activation == "gelu" else ReLU2()  # the name stays: checkpoints hold none
         self.proj = nn.Linear(hidden, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
@@ -212,14 +229,14 @@ class Block(nn.Module):
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool,
-                 norm: Norm = "pre", residual: bool = True) -> None:
+                 norm: Norm = "pre", residual: bool = True, qk_norm: bool = False, activation: Activation = "gelu") -> None:
         super().__init__()
         assert norm in ("pre", "post", "none"), norm
         self.norm, self.residual = norm, residual
         self.ln_1: nn.Module = LayerNorm(n_embd, bias) if norm != "none" else nn.Identity()
-        self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal)
+        self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal, qk_norm)
         self.ln_2: nn.Module = LayerNorm(n_embd, bias) if norm != "none" else nn.Identity()
-        self.mlp = MLP(n_embd, dropout, bias)
+        self.mlp = MLP(n_embd, dropout, bias, activation=activation)
 
     def _in(self, ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """What a sublayer reads: ln(x) for pre-LN, else x itself."""
