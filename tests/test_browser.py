@@ -306,3 +306,53 @@ def test_started_from_another_folder_it_serves_other_machines_only_with_the_toke
         assert not [u for u in requests if "192.0.2.9" in u or "example.com" in u]
     finally:
         _end(proc, log)
+
+
+FT_STEPS, FT_EVAL = 40, 20
+NASTY_TEXT = "**bold** <img src=x onerror=alert(1)> [link](http://192.0.2.9/x) $x$"
+
+
+def test_finetune_from_the_form_watch_the_confusion_matrix_and_predict(server, browser, tmp_path):
+    """Train page, Fine-tune mode: a small new BERT on the genre task; Monitor draws its scores and
+    the confusion matrices (validation over time, test at the end); Sample predicts on typed text."""
+    url, home = server
+    shots = _shots_dir(tmp_path)
+    page, outside = _offline_page(browser, url, 2000)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("[data-testid='stApp']")
+    page.get_by_role("heading", name="Train a model").wait_for()
+    page.get_by_text("Fine-tune on a task", exact=True).click()
+    page.get_by_text("A new small model (random)", exact=True).click()
+    for label, value in {"Layers": 1, "Positions (block_size)": 64, "Longest input (max_len, tokens)": 64,
+                         "Steps (max_steps)": FT_STEPS, "Evaluate every": FT_EVAL}.items():
+        box = page.get_by_role("spinbutton", name=label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
+        page.wait_for_function(f"() => [...document.querySelectorAll('input')].some(i => i.value === '{value}')")
+    page.get_by_role("button", name="Start fine-tuning").click()
+
+    page.get_by_role("heading", name="Monitor").wait_for()
+    (run,) = RunStore(home).list_runs()
+    assert run.config["finetune"]["task"] == "genre" and run.config["finetune"]["init"] == "scratch"
+    assert run.config["train"]["max_steps"] == FT_STEPS and run.config["finetune"]["max_len"] == 64
+    page.get_by_text(f"{FT_STEPS} / {FT_STEPS}").wait_for(timeout=240_000)
+    page.get_by_text("Test accuracy").wait_for(timeout=60_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].filter(el => el.data && "
+                           "el.data[0] && el.data[0].type === 'heatmap').length === 2")
+    titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].filter(el => el.data[0].type === "
+                           "'heatmap').map(el => el.layout.title.text.replace(/<[^>]+>/g, ''))")
+    assert titles == [f"Validation, step {FT_STEPS}", "Test (end of training)"]
+    assert page.get_by_text("Validation perplexity").count() == 0  # no language-model charts
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "finetune_monitor.png"))
+
+    page.get_by_role("link", name="Sample / Translate").click()
+    page.get_by_role("heading", name="Predict").wait_for()
+    page.wait_for_function(_plot_js("d[0].type === 'bar' && d[0].y.length === 3"))
+    page.get_by_label("Text to classify").fill(NASTY_TEXT)
+    page.get_by_role("button", name="Classify").click()
+    page.get_by_text("Prediction:").wait_for()
+    page.wait_for_function(_plot_js("d[0].type === 'bar' && d[0].y.length === 3"))
+    assert page.locator("[data-testid='stMain'] img[src='x'], [data-testid='stMain'] a[href*='192.0.2.9']").count() == 0
+    assert not page.locator("[data-testid='stException']").count()
+    assert outside == []

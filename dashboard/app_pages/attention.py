@@ -124,10 +124,21 @@ def _cross_pattern(info) -> str:
     }.get(task, "A trained head shows the alignment: which source tokens each target token is written from.")
 
 
+def _finetune_note(info) -> bool:
+    """For a fine-tuning run (a task head: no attention snapshots, no LM checkpoint to read text
+    with), a note saying so; True when shown."""
+    if not (info.config or {}).get("finetune"):
+        return False
+    st.info(f"Run {guard.code(info.id)} is a fine-tuning run (a task head on a trunk): it takes no attention "
+            "snapshots, and this page reads language-model checkpoints only. Try it on the **Sample / Translate** "
+            "page (Predict), or look at a pretraining run or a pretrained model here.", icon=":material/info:")
+    return True
+
+
 def from_snapshots():
     """(maps, label, snapshots of this kind, caption context) from the selected run's snapshots, or None."""
     info = common.require_run("look at its attention")
-    if info is None:
+    if info is None or _finetune_note(info):
         return None
     store = common.get_store()
     st.caption("At every evaluation the run feeds the same probe text (the start of the validation split) through "
@@ -175,7 +186,7 @@ def from_snapshots():
 def from_text():
     """Maps of the selected run's best checkpoint on the text typed here, or None."""
     info = common.require_run("read your text with it")
-    if info is None:
+    if info is None or _finetune_note(info):
         return None
     store = common.get_store()
     try:

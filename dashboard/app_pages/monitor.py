@@ -5,6 +5,9 @@ it sees the run ended it triggers one full rerun, after which ``run_every`` is N
 page stops polling. Each tick reads only the metric rows written since the last one
 (``common.run_series``) and every trace is downsampled (``workbench.plots.downsample``), so a
 long run costs about as much to watch as a short one.
+
+A fine-tuning run gets its own charts (``finetune_panel.monitor``): the task's scores, what it
+trained on, the test scores once finished, and the confusion matrix at each evaluation.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import streamlit as st
 
 import common
+import finetune_panel
 import guard
 from workbench import launcher, plots
 from workbench.config import ConfigError
@@ -211,7 +215,9 @@ def live_panel(run_id: str, was_terminal: bool) -> None:
         st.rerun()  # the run just ended: one full rerun redraws the page with polling off
     _status_row(info)
     series = common.run_series(store, info)
-    if not series:
+    if finetune_panel.is_finetune(info):  # a task head: its task's scores and confusion matrix, no perplexity
+        finetune_panel.monitor(store, info, series, _chart)
+    elif not series:
         st.info("No metrics yet: the first point appears after the first log interval.", icon=":material/hourglass_top:")
     else:
         objective = OBJECTIVES.get((info.config.get("objective") or {}).get("name", ""))

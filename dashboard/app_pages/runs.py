@@ -47,6 +47,9 @@ def _model(config: dict) -> str:
         cfg = RunConfig.from_dict(config)
     except (ConfigError, TypeError):
         return str(config.get("model", {}).get("arch", "?"))
+    if cfg.finetune is not None:  # a task head: the trunk, or the pretrained model it loads
+        trunk = "" if cfg.finetune.init_kind == "hf" else f"{cfg.model.describe()} · "
+        return guard.redact(f"{trunk}fine-tune {cfg.finetune.describe()}")
     return f"{cfg.model.describe()} · {cfg.objective.name}"
 
 
@@ -102,7 +105,8 @@ c = st.columns([4, 1])
 picked = c[0].multiselect("Runs to compare", list(labels), default=default, format_func=labels.get, key="cmp_runs",
                           help="Defaults to the five newest runs that have a validation loss.")
 metric = c[1].selectbox("Metric", ["val/loss", "train/loss", "val/ppl", "val/bpc", "val/acc", "lr", "tokens_per_s",
-                                   "grad_norm"], key="cmp_metric",
+                                   "grad_norm", "val/macro_f1", "val/token_acc", "val/entity_f1", "val/exact_match",
+                                   "val/f1"], key="cmp_metric",
                         help="val/bpc (bits per character of the predicted tokens) is the one axis on which runs of "
                              "different tokenizers and objectives compare; val/acc is masked-token accuracy")
 by_tokens = c[1].toggle("x: tokens seen", key="cmp_tokens",
@@ -134,10 +138,19 @@ def _objective(config: dict) -> str:
     return str(section.get("name", "causal_lm")) if isinstance(section, dict) else "causal_lm"
 
 
+def _predicts(config: dict) -> str:
+    """What a run's curves are about: its objective's target, or a fine-tuning run's task."""
+    fine = config.get("finetune")
+    if isinstance(fine, dict):
+        task = str(fine.get("task", "?"))
+        return "task " + (task if ":" not in task else task.partition(":")[0] + " file")
+    return predicts_label(_objective(config))
+
+
 series = {labels[i]: _one_metric(i, metric) for i in picked}
 per_step = {labels[r.id]: _tokens_per_step(r.config) for r in runs if r.id in picked} if by_tokens else None
 # runs of different objectives: each curve says what it predicts (a next token is not a masked token)
-tasks = {labels[r.id]: predicts_label(_objective(r.config)) for r in runs if r.id in picked}
+tasks = {labels[r.id]: _predicts(r.config) for r in runs if r.id in picked}
 mixed = len(set(tasks.values())) > 1
 st.plotly_chart(plots.compare_figure(series, metric, tokens_per_step=per_step, predicts=tasks if mixed else None),
                 key="cmp_chart", config={"displaylogo": False})
@@ -155,7 +168,7 @@ flat = {}
 for i in picked:
     cfg = next(r.config for r in runs if r.id == i)
     cfg = guard.redact_config(cfg)
-    flat[i] = {f"{sec}.{k}": v for sec in SECTION_NAMES for k, v in cfg.get(sec, {}).items()}
+    flat[i] = {f"{sec}.{k}": v for sec in (*SECTION_NAMES, "finetune") for k, v in (cfg.get(sec) or {}).items()}
 keys = sorted({k for f in flat.values() for k in f})
 diff = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1]
 if len(picked) > 1:

@@ -1,7 +1,8 @@
 """Sample: continue a prompt with the selected run's model (temperature, top-k, top-p). For a run
 trained on a seq2seq task (``--objective seq2seq``) the page is Generate / Translate: the
 encoder-decoder writes a target for each source line (greedy, beam search or sampling), shown
-next to the task's own answer for the built-in tasks."""
+next to the task's own answer for the built-in tasks. For a fine-tuning run the page is Predict
+(``finetune_panel.predict``): class probabilities, tagged spans or an answer span on typed text."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 import common
+import finetune_panel
 import guard
 from workbench.config import RunConfig
 from workbench.generate import sample_text
@@ -26,6 +28,10 @@ from workbench.tokenizers import UNK, TokenizerError
 def _objective(run: RunInfo | None) -> str | None:
     return (run.config.get("objective") or {}).get("name") if run is not None else None
 
+
+if finetune_panel.is_finetune(common.current_run()):  # a task head classifies, tags or answers: no text to sample
+    finetune_panel.predict(common.get_store(), common.current_run())
+    st.stop()
 
 # a run trained on a seq2seq task does not continue text: it writes a target for each source
 TRANSLATES = _objective(common.current_run()) == "seq2seq"

@@ -18,6 +18,9 @@ the built-in tasks or an uploaded TSV file, stored like a corpus upload only whe
 
 Under the form, **What a batch looks like** shows one training batch of the current settings
 (``workbench.batch_view``): each position's input and target, and the attention mask.
+
+A switch under the title picks the mode: **Pretrain** (this page's form) or **Fine-tune** (a task
+head on a trunk: ``finetune_form``, which draws the whole page in that mode).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import streamlit as st
 
 import batch_panel
 import common
+import finetune_form
 import guard
 import model_form as mf
 import objective_form as of
@@ -240,6 +244,10 @@ def _build(save: bool = False, check: bool = False) -> tuple[RunConfig | None, F
     return cfg, None, vocab
 
 
+if st.session_state.get(finetune_form.MODE_KEY) == finetune_form.FINETUNE:  # the other mode: its own form
+    finetune_form.page()
+    st.stop()
+
 action = st.session_state.pop("train_action", None)  # set only by the form's buttons
 error: FieldError | None = None
 if action is not None:
@@ -269,6 +277,7 @@ st.caption(
     "you can switch pages, refresh or close the browser and it keeps going. "
     "Watch it on **Monitor**, look at its attention on **Attention**, and sample from it on **Sample**."
 )
+finetune_form.mode_switch()
 
 if gone_warning:
     st.warning(gone_warning, icon=":material/warning:")
