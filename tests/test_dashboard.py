@@ -304,6 +304,22 @@ def test_launch_limits_are_shown_and_enforced_next_to_the_field(home, monkeypatc
     assert RunStore(home).list_runs() == []
 
 
+def test_a_run_launches_on_several_processes_when_its_batch_splits(home, monkeypatch):
+    from workbench import launcher
+
+    spawned = []
+    monkeypatch.setattr(launcher, "_spawn", lambda store, run_id, from_checkpoint=False, nproc=1: spawned.append(nproc))
+    at = _app()
+    at.number_input(key="tf_batch_size").set_value(16)
+    at.number_input(key="tf_nproc").set_value(3)  # a form: values count when it is submitted
+    at.button(key="launch").click().run()
+    assert "16 cannot be split evenly over 3 processes" in _texts(at.error)
+    assert spawned == [] and RunStore(home).list_runs() == []
+    at.number_input(key="tf_nproc").set_value(2)
+    at.button(key="launch").click().run()
+    assert not at.exception and spawned == [2] and len(RunStore(home).list_runs()) == 1
+
+
 def test_concurrent_runs_are_capped(home, monkeypatch):
     import os
     import time

@@ -256,7 +256,8 @@ if action is not None:
         store = common.get_store()
         try:
             # _build(check=True) has just run preflight on this corpus; start_run checks the limits again
-            run_id = launcher.start_run(cfg, store, limits=common.launch_limits(), vocab_size=vocab, preflighted=True)
+            run_id = launcher.start_run(cfg, store, limits=common.launch_limits(), vocab_size=vocab, preflighted=True,
+                                        nproc=int(st.session_state.get(K + "nproc") or 1))
         except OSError as exc:
             error = FieldError("run", f"could not start the training process: {exc}")
         except ValueError as exc:  # ConfigError, TokenizerError, CorpusError
@@ -428,6 +429,11 @@ with st.form("train_form", border=True):
                                  ("Gradient clip", "grad_clip", 0.0, 100.0, 0.1, "%.2f"))):
             with col:
                 _num(*args, optimizer=args[1] in ("warmup_steps", "weight_decay", "grad_clip"))
+        st.number_input("Processes (DDP)", 1, 64, step=1, key=K + "nproc", persist_state="session",
+                        help="Train with this many processes on this machine (torchrun, DistributedDataParallel: one "
+                             "GPU each, or gloo on the CPU). The batch size stays the batch of one step, split between "
+                             "them, so it must divide evenly. Across machines, start `torchrun` yourself (README).")
+        _field_error("nproc")
 
     bar = st.container(horizontal=True, vertical_alignment="center")
     bar.form_submit_button("Check", key="check", icon=":material/fact_check:", on_click=_set_action, args=("check",),
