@@ -122,7 +122,7 @@ def test_minilm_classifier_learns_with_frozen_lower_layers(minilm) -> None:
     labels = torch.tensor([1, 1, 0, 0])
     torch.manual_seed(0)
     clf = SequenceClassifier(minilm.model, n_labels=2, dropout=0.0)
-    assert clf.pooling == "cls"
+    assert clf.pooling == "pooler"  # an HF encoder with a pooler: what BertForSequenceClassification reads
     hidden = trunk_hidden(minilm.model, enc["input_ids"], enc["attention_mask"])
     assert hidden.shape == (*enc["input_ids"].shape, 384)
     n = freeze(clf, 5)

@@ -259,3 +259,23 @@ def test_minilm_fine_tunes_offline_with_a_head_learning_rate(store: RunStore, mo
     ft = load_finetuned(store, run_id)
     assert set(classify(ft, "joy")) == {"happy", "sad"}
     assert json.loads((store.run_dir(run_id) / "config.json").read_text())["finetune"]["init"] == "hf:all-MiniLM-L6-v2"
+
+
+def test_pooler_pooling_uses_the_trunk_s_own_pooler_and_is_auto_for_hf_encoders(store: RunStore, mood_csv: Path) -> None:
+    from workbench.finetune.heads import SequenceClassifier, trunk_pooler
+    from workbench.hf_attention import load_hf
+
+    hf = load_hf("all-MiniLM-L6-v2").model
+    head = SequenceClassifier(hf, 2)
+    assert head.pooling == "pooler"  # as BertForSequenceClassification
+    ids = torch.tensor([[101, 2000, 2003, 102]])
+    hidden = hf(input_ids=ids).last_hidden_state
+    expected = torch.tanh(hf.pooler.dense(hidden[:, 0]))
+    assert torch.allclose(trunk_pooler(hf)(hidden), expected, atol=1e-6)
+    head.eval()
+    assert torch.allclose(head(ids)[0], head.head(expected), atol=1e-5)
+    gpt = {"arch": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
+    with pytest.raises(ConfigError, match="has no pooler") as err:
+        build_finetune(resolve(finetune_cfg(model=gpt, objective="causal_lm", task=f"csv:{mood_csv}",
+                                            pooling="pooler"), store), store)
+    assert err.value.field == "pooling"

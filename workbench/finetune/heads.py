@@ -26,7 +26,7 @@ from ..models.base import LanguageModel
 IGNORE_INDEX = -100
 """Label the losses skip (special tokens, later pieces of a word, padding), as in HF."""
 
-Pooling = Literal["cls", "mean", "last"]
+Pooling = Literal["cls", "mean", "last", "pooler"]
 
 # --- the trunk's hidden states --------------------------------------------------------------------
 
@@ -109,20 +109,36 @@ class TaskHead(nn.Module):
         return self.drop(trunk_hidden(self.trunk, input_ids, attention_mask, token_type_ids))  # (B, T, C)
 
 
+def trunk_pooler(model: nn.Module) -> nn.Module | None:
+    """The trunk's own [CLS] pooler (Linear + tanh over the first token: BERT's, trained by
+    next-sentence prediction), or None: ours (``model.pooler``) or an HF model's (``base_model.pooler``)."""
+    if isinstance(model, LanguageModel):
+        return getattr(model, "pooler", None)
+    return getattr(getattr(model, "base_model", model), "pooler", None)
+
+
 class SequenceClassifier(TaskHead):
     """Pooled vector -> dropout -> Linear(C, n_labels). ``pooling`` None picks ``last`` for a
-    causal trunk, ``cls`` for an encoder."""
+    causal trunk, ``pooler`` for a Hugging Face encoder that has one (what
+    ``BertForSequenceClassification`` does), ``cls`` for ours."""
 
     def __init__(self, model: nn.Module, n_labels: int, pooling: Pooling | None = None, dropout: float = 0.1) -> None:
         super().__init__(model, n_labels, dropout)
-        self.pooling: Pooling = pooling or ("last" if is_causal_model(model) else "cls")
+        hf_pooler = not isinstance(model, LanguageModel) and trunk_pooler(model) is not None
+        self.pooling: Pooling = pooling or ("last" if is_causal_model(model) else "pooler" if hf_pooler else "cls")
+        if self.pooling == "pooler" and trunk_pooler(model) is None:
+            raise ValueError(f"pooling 'pooler': {type(model).__name__} has no pooler; use cls, mean or last")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> (logits (B, n_labels), mean cross-entropy over labels != -100, or None without labels)."""
         hidden = trunk_hidden(self.trunk, input_ids, attention_mask, token_type_ids)  # (B, T, C)
-        logits = self.head(self.drop(pool(hidden, attention_mask, self.pooling)))  # (B, n_labels)
+        if self.pooling == "pooler":  # tanh(W h_[CLS] + b), the trunk's own pretrained layer
+            pooled = trunk_pooler(self.trunk)(hidden)  # type: ignore[misc]  (B, C)
+        else:
+            pooled = pool(hidden, attention_mask, self.pooling)  # (B, C)
+        logits = self.head(self.drop(pooled))  # (B, n_labels)
         loss = None if labels is None else F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
         return logits, loss
 

@@ -218,7 +218,10 @@ def build_finetune(cfg: RunConfig, store: RunStore, run_dir: Path | None = None)
     except ValueError as exc:  # e.g. every QA answer cut off by max_len
         raise ConfigError("max_len", f"{exc}; raise max_len (answers must fit in it)") from exc
     torch.manual_seed(cfg.train.seed)
-    head = make_head(task.kind, trunk.model, len(task.labels), fc)
+    try:
+        head = make_head(task.kind, trunk.model, len(task.labels), fc)
+    except ValueError as exc:  # a pooling the trunk cannot do (a GPT has no [CLS] pooler)
+        raise ConfigError("pooling", str(exc)) from exc
     frozen = freeze(head, fc.freeze) if fc.freeze else 0
     tc = cfg.train
     groups = param_groups(head, tc.lr, fc.head_lr or tc.lr, tc.weight_decay)

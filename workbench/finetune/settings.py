@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..config import Section, require
 
-POOLINGS = ("auto", "cls", "mean", "last")
+POOLINGS = ("auto", "cls", "mean", "last", "pooler")
 
 
 @dataclass
@@ -46,7 +46,9 @@ class FinetuneConfig(Section):
     """Learning rate of the new head; 0 = train.lr. A fresh head often wants ~10x the trunk's."""
     pooling: str = "auto"
     """How a sequence becomes one vector for classification: 'cls' (first token), 'mean' (of the
-    real tokens) or 'last' (last real token); 'auto' = last for a causal trunk, cls otherwise."""
+    real tokens), 'last' (last real token) or 'pooler' (the trunk's own Linear + tanh over [CLS],
+    as HF's BertForSequenceClassification); 'auto' = last for a causal trunk, pooler for an HF
+    encoder that has one, cls otherwise."""
     max_len: int = 0
     """Most tokens per example, special tokens included (longer ones are cut); at most the
     trunk's positions (block_size). 0 = the trunk's positions, up to 128."""
