@@ -279,3 +279,12 @@ def test_pooler_pooling_uses_the_trunk_s_own_pooler_and_is_auto_for_hf_encoders(
         build_finetune(resolve(finetune_cfg(model=gpt, objective="causal_lm", task=f"csv:{mood_csv}",
                                             pooling="pooler"), store), store)
     assert err.value.field == "pooling"
+
+
+def test_tagged_words_become_character_spans_of_the_text() -> None:
+    from workbench.finetune.predict import entity_spans
+
+    text = "Good morrow, Sir Toby Belch, and Maria!"
+    words = [(m.start(), m.end()) for m in __import__("re").finditer(r"\w+|[^\w\s]", text)]
+    tags = ["O", "O", "O", "B-NAME", "I-NAME", "I-NAME", "O", "O", "B-NAME", "O"]
+    assert [text[a:b] for _, a, b in entity_spans(words, tags)] == ["Sir Toby Belch", "Maria"]

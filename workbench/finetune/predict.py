@@ -5,9 +5,10 @@
 - :func:`answer`: question + context -> the answer span (characters) and its score;
 - :func:`predict_examples`: a split's examples -> what the model said, for error analysis.
 
->>> ft = load_finetuned(store, run_id)                           # doctest: +SKIP
->>> classify(ft, "My lord, the king is dead.")                     # doctest: +SKIP
-{'comedy': 0.12, 'history': 0.55, 'tragedy': 0.33}
+For example::
+
+    ft = load_finetuned(store, run_id)
+    classify(ft, "My lord, the king is dead.")  # {'comedy': 0.12, 'history': 0.55, 'tragedy': 0.33}
 """
 
 from __future__ import annotations
@@ -122,8 +123,18 @@ def tag(ft: FineTuned, text: str) -> dict[str, Any]:
     firsts = [i for i, y in enumerate(batch.labels[0].tolist()) if y != -100]  # a word's first piece, in order
     tags: list[str | None] = [ft.labels[pred[i]] for i in firsts] + [None] * (len(words) - len(firsts))
     known = [t or "O" for t in tags]
-    spans = [(label, matches[a].start(), matches[b - 1].end()) for label, a, b in sorted(bio_entities(known), key=lambda s: s[1])]
-    return {"words": list(zip(words, tags)), "spans": spans}
+    return {"words": list(zip(words, tags)), "spans": entity_spans([(m.start(), m.end()) for m in matches], known)}
+
+
+def entity_spans(word_offsets: list[tuple[int, int]], tags: list[str]) -> list[tuple[str, int, int]]:
+    """BIO tags of words -> ``(type, start, end)`` character spans, from the first word's start to
+    the last word's end (``bio_entities`` gives first and last word, both inclusive).
+
+    >>> entity_spans([(0, 4), (5, 10), (11, 14)], ["B-NAME", "I-NAME", "O"])
+    [('NAME', 0, 10)]
+    """
+    return [(label, word_offsets[a][0], word_offsets[b][1])
+            for label, a, b in sorted(bio_entities(tags), key=lambda e: e[1])]
 
 
 def answer(ft: FineTuned, question: str, context: str) -> dict[str, Any]:

@@ -300,6 +300,8 @@ def train_finetune(store: RunStore, run_id: str, cfg: RunConfig, resume: bool = 
             store.log_metrics(run_id, trainer.state.step, test)
             save_confusion(store, run_id, exp.objective, trainer.state.step, "confusion_test")
         exp.info["test"] = test
+        exp.info["dropped"] = dict(exp.objective.dropped)  # the test split's, now that it was read
+        exp.info["words_cut"] = dict(getattr(exp.objective, "words_cut", {}))
         exp.info["val"] = {k: v for k, v in trainer.state.last_val.items()}
         atomic_write(run_dir / "finetune.json", json.dumps(exp.info, indent=1))
     return status
