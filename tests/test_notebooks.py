@@ -8,6 +8,7 @@ register a check on what it really produced (runs in the store, printed samples,
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import re
@@ -267,12 +268,135 @@ def _check_attention(nb: nbformat.NotebookNode, home: Path) -> None:
     assert "<html" in page.lower() and "https://cdn" not in page, "the exported view must not load from a CDN"
 
 
+def _plotly_array(value: object) -> list:
+    """A plotly JSON array as a list: plain, or the typed-array form ({"dtype", "bdata", "shape"})."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        import numpy as np
+
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape).tolist()
+    return list(value)  # type: ignore[call-overload]
+
+
+def _check_finetuning(nb: nbformat.NotebookNode, home: Path) -> None:
+    from workbench.finetune.run import confusion_snapshots, finetune_info
+
+    store = RunStore(home)
+    runs = store.list_runs()
+    assert all(r.status == "finished" for r in runs), [(r.id, r.status, r.error) for r in runs]
+
+    # one pretraining run (a BERT, masked LM, shown live); every other run fine-tunes it, with its model section
+    (pre,) = [r for r in runs if not r.config.get("finetune")]
+    assert (pre.config["model"]["arch"], pre.config["objective"]["name"]) == ("bert", "mlm")
+    assert any(WIDGET_MIME in o.get("data", {}) for o in _tagged(nb, "pretrain").outputs), "LiveLossPlot was not displayed"
+    assert f"trunk: run {pre.id}, bert" in _stdout(_tagged(nb, "pretrain"))
+    tuned = [r for r in runs if r.config.get("finetune")]
+    assert tuned and all(r.config["finetune"]["init"] == pre.id and r.config["model"] == pre.config["model"]
+                         for r in tuned), [(r.id, r.config["finetune"]["init"]) for r in tuned]
+
+    def reported(tag: str, task: str, kind: str) -> tuple[str, dict]:
+        # the describe() lines agree with the run's finetune.json; scores are whatever they are, within range
+        out = _stdout(_tagged(nb, tag))
+        run_id, n, trained, total = re.search(rf"run (\S+): {task} \({kind}\) on (\d+) labelled examples, "
+                                              r"([\d,]+) of ([\d,]+) parameters trained", out).groups()
+        info = finetune_info(store, run_id)
+        budget = store.get_run(run_id).config["finetune"]["labels"]  # 0 = every training example
+        assert info["task"] == task and info["train_examples"] == int(n) == (budget or int(n)) > 0, (info, budget)
+        assert int(trained.replace(",", "")) == info["trainable_params"] == info["total_params"] == int(total.replace(",", ""))
+        for split in ("val", "test"):
+            line = re.search(rf"^\s+{split}\s+(.+)$", out, re.M)[1]
+            shown = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", line)}
+            assert shown == pytest.approx({k.split("/", 1)[1]: v for k, v in info[split].items()}, abs=6e-4), (shown, info)
+            assert all(0 <= v <= 1 for k, v in shown.items() if k != "loss"), shown
+        return run_id, info
+
+    # 3 · classification, shown live, its validation scores at each evaluation and the test scores at the end
+    genre_run, genre_info = reported("genre", "genre", "classification")
+    assert any(WIDGET_MIME in o.get("data", {}) for o in _tagged(nb, "genre").outputs), "LiveLossPlot was not displayed"
+    series = store.metric_series(genre_run)
+    run = store.get_run(genre_run)
+    assert series["val/acc"][0][0] == 0 and series["val/acc"][0][-1] == run.step == run.max_steps
+    assert series["test/acc"] == ([run.step], [pytest.approx(genre_info["test"]["test/acc"])])
+
+    # 4 · tagging: the tagger's names are the words it tagged, found in the line
+    _, names_info = reported("names", "names", "tagging")
+    assert re.search(r"words cut off by max_len = \d+: \{", _stdout(_tagged(nb, "names")))
+    tagged_line, found_line = _stdout(_tagged(nb, "tag-line")).strip().splitlines()
+    tags = [w.rsplit("/", 1)[1] if re.search(r"/[BI]-NAME$", w) else "O" for w in tagged_line.split()]
+    starts = sum(t != "O" and (t.startswith("B-") or prev == "O") for prev, t in zip(["O", *tags], tags))
+    found = ast.literal_eval(found_line.removeprefix("names found: "))  # a printed list of strings
+    assert len(found) == starts and all(name.strip() for name in found), (tagged_line, found)
+
+    # 5 · QA: the dropped examples are counted, and every answer is a span of its context
+    _, qa_info = reported("qa", "qa", "qa")
+    shown = re.search(r"dropped \(answer cut off by max_len = \d+\): (\{.*\})", _stdout(_tagged(nb, "qa")))[1]
+    assert ast.literal_eval(shown) == qa_info["dropped"] and 0 <= qa_info["dropped"].get("given", 0) < qa_info["train_examples"]
+    answers = re.findall(r"predicted: (.*) \(characters (\d+)-(\d+), score", _stdout(_tagged(nb, "answers")))
+    assert len(answers) == 4 and all(int(b) - int(a) == len(ast.literal_eval(text)) for text, a, b in answers), answers
+
+    # 6 · freeze: full, the lower blocks, the head only: fewer parameters trained each time, all accounted for
+    rows = re.findall(r"^(.+?)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", _stdout(_tagged(nb, "freeze")), re.M)
+    assert [r[0] for r in rows][0] == "full fine-tuning" and rows[-1][0] == "head only (trunk frozen)", rows
+    trained = [int(r[1].replace(",", "")) for r in rows]
+    frozen = [int(r[2].replace(",", "")) for r in rows]
+    assert len(rows) == 3 and trained == sorted(trained, reverse=True) and trained[2] < trained[0] / 100, rows
+    assert frozen[0] == 0 and all(t + f == trained[0] for t, f in zip(trained, frozen)), rows
+    genre_kept = sorted(r.config["finetune"]["freeze"] for r in tuned
+                        if r.config["finetune"]["task"] == "genre" and r.config["finetune"]["keep_weights"])
+    assert genre_kept[0] == -1 and genre_kept[1] == 0 and len(genre_kept) == 3, genre_kept
+
+    # 7 · the sweep: every arm at every budget, each a run without weights, as printed; the curve draws them
+    printed = re.findall(r"^\s*(pretrained|frozen|scratch): +(\d+) labels, +(\d+) steps, test acc ([\d.]+)  \(run (\S+)\)$",
+                         _stdout(_tagged(nb, "sweep")), re.M)
+    budgets = sorted({int(n) for _, n, *_ in printed})
+    assert len(budgets) >= 2 and len(printed) == 3 * len(budgets), printed
+    arms = {"pretrained": (0, False), "frozen": (-1, False), "scratch": (0, True)}
+    for arm, n, steps, acc, run_id in printed:
+        fc = store.get_run(run_id).config["finetune"]
+        assert (fc["freeze"], fc["reinit"], fc["labels"], fc["keep_weights"]) == (*arms[arm], int(n), False), (arm, fc)
+        assert store.get_run(run_id).step == int(steps)
+        assert float(acc) == pytest.approx(finetune_info(store, run_id)["test"]["test/acc"], abs=6e-4)
+    assert re.search(r"labels\s+frozen\s+pretrained\s+scratch\s+\(test acc\)", _stdout(_tagged(nb, "sweep")))
+    (curve,) = _figures(_tagged(nb, "sweep-figure"))
+    assert {t["name"]: _plotly_array(t["x"]) for t in curve["data"]} == {arm: budgets for arm in arms}, curve["data"]
+    assert curve["layout"]["xaxis"]["type"] == "log" and len(curve["layout"]["shapes"]) == 1  # the majority line
+
+    # 8 · errors: the test confusion matrix shown is the stored one, and its diagonal is the test accuracy
+    ((step, stored),) = confusion_snapshots(store, genre_run, "confusion_test")
+    right, total, acc, run_acc = re.search(r"(\d+) of (\d+) test passages on the diagonal: accuracy ([\d.]+) "
+                                           r"\(the run's test/acc: ([\d.]+)\)", _stdout(_tagged(nb, "confusion"))).groups()
+    assert int(total) == genre_info["test_examples"] and acc == run_acc, (total, acc, run_acc)
+    assert int(right) / int(total) == pytest.approx(genre_info["test"]["test/acc"])
+    (heatmap,) = _figures(_tagged(nb, "confusion"))
+    cells = [[int(text.replace(",", "")) for text in row] for row in heatmap["data"][0]["text"]]  # each cell: its count
+    assert cells == stored["matrix"] and _plotly_array(heatmap["data"][0]["x"]) == stored["labels"], (cells, stored)
+    steps_shown = re.search(r"validation confusion matrices at steps \[([\d, ]+)\]", _stdout(_tagged(nb, "confusion-steps")))[1]
+    assert [int(s) for s in steps_shown.split(",")] == series["val/acc"][0], steps_shown
+    assert any(WIDGET_MIME in o.get("data", {}) for o in _tagged(nb, "confusion-steps").outputs), "the slider was not shown"
+    errors = _stdout(_tagged(nb, "errors"))
+    n_wrong, n_scored, n_right = map(int, re.search(r"(\d+) of (\d+) test passages wrong \((\d+) right\)", errors).groups())
+    assert n_wrong + n_right == n_scored > 0, errors
+    shown = re.findall(r"^true (\w+), predicted (\w+) \((\d+)%\):$", errors, re.M)
+    assert len(shown) == min(5, n_wrong) and all(t != p for t, p, _ in shown), shown
+    assert [int(c) for *_, c in shown] == sorted((int(c) for *_, c in shown), reverse=True), shown
+    probs = ast.literal_eval(_stdout(_tagged(nb, "try-it")).strip().splitlines()[0])  # a printed dict of probabilities
+    assert list(probs) == genre_info["labels"] and sum(probs.values()) == pytest.approx(1, abs=0.01), probs
+    assert any(WIDGET_MIME in o.get("data", {}) for o in _tagged(nb, "try-it").outputs), "the text box was not shown"
+
+    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 4, f"expected validation scores, freeze bars, sweep curve, confusion matrix; got {len(figures)}"
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "00_quickstart.ipynb": _check_quickstart,
     "02_attention.ipynb": _check_attention,
     "01_tokenization.ipynb": _check_tokenization,
     "03_objectives.ipynb": _check_objectives,
     "03b_xlnet_t5.ipynb": _check_xlnet_t5,
+    "04_finetuning.ipynb": _check_finetuning,
 }
 
 
