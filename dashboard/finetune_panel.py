@@ -233,16 +233,26 @@ def _model(store: RunStore, info: RunInfo):
         return None
 
 
+def _text_form(name: str, label: str, example: str, key: str, height: int, button: str, icon: str,
+               what: str) -> str | None:
+    """A text box and its button in a form (``ft_<name>_form``, button ``ft_<name>``); the text,
+    or None (with an inline error) when it is empty."""
+    with st.form(f"ft_{name}_form"):
+        st.text_area(label, value=example, max_chars=MAX_TEXT, key=key, height=height)
+        st.form_submit_button(button, key=f"ft_{name}", type="primary", icon=icon)
+    text = st.session_state.get(key, "")
+    if not text.strip():
+        st.error(f"The text is empty: type {what}.", icon=":material/error:")
+        return None
+    return text
+
+
 def _classify(ft, info: RunInfo) -> None:
     from workbench.finetune.predict import classify
 
-    with st.form("ft_classify_form"):
-        st.text_area("Text to classify", value=EXAMPLES["classification"], max_chars=MAX_TEXT, key="ft_cls_text",
-                     height=120)
-        st.form_submit_button("Classify", key="ft_classify", type="primary", icon=":material/label:")
-    text = st.session_state.get("ft_cls_text", "")
-    if not text.strip():
-        st.error("The text is empty: type a passage to classify.", icon=":material/error:")
+    text = _text_form("classify", "Text to classify", EXAMPLES["classification"], "ft_cls_text", 120, "Classify",
+                      ":material/label:", "a passage to classify")
+    if text is None:
         return
     probs = classify(ft, text)
     best = max(probs, key=probs.get)
@@ -256,12 +266,9 @@ def _classify(ft, info: RunInfo) -> None:
 def _tag(ft, info: RunInfo) -> None:
     from workbench.finetune.predict import tag
 
-    with st.form("ft_tag_form"):
-        st.text_area("Text to tag", value=EXAMPLES["tagging"], max_chars=MAX_TEXT, key="ft_tag_text", height=100)
-        st.form_submit_button("Tag", key="ft_tag", type="primary", icon=":material/sell:")
-    text = st.session_state.get("ft_tag_text", "")
-    if not text.strip():
-        st.error("The text is empty: type a line to tag.", icon=":material/error:")
+    text = _text_form("tag", "Text to tag", EXAMPLES["tagging"], "ft_tag_text", 100, "Tag", ":material/sell:",
+                      "a line to tag")
+    if text is None:
         return
     out = tag(ft, text)
     spans = out["spans"]
