@@ -128,3 +128,24 @@ def test_attention_quick_run_prints_its_figures() -> None:
     assert float(fields["minilm_128_s"]) > 0 and float(fields["minilm_512_s"]) > 0
     assert 0 < float(fields["snapshot_overhead_pct"]) < 100
     assert "(published, not measured here)" in res.stdout
+
+
+def test_finetune_quick_run_prints_its_figures(tmp_path: Path) -> None:
+    res = run_script("bench/finetune.py", "--quick", "--threads", "1", "--home", str(tmp_path / "home"))
+    assert res.returncode == 0, res.stderr[-4000:]
+    fields = last_fields(res.stdout, "finetune")
+    assert list(fields) == ["labels", "tfidf_acc", "minilm_acc", "ours_pretrained_acc", "scratch_acc"]
+    assert fields["labels"] == "256"
+    for key in ("tfidf_acc", "minilm_acc", "ours_pretrained_acc", "scratch_acc"):
+        assert 0.0 <= float(fields[key]) <= 1.0, (key, fields[key])
+    assert "measures nothing" in res.stdout and "seeds [0]" in res.stdout
+    assert "published, not measured here" in res.stdout
+
+
+def test_live_overhead_quick_run_prints_its_figures() -> None:
+    res = run_script("bench/live_overhead.py", "--quick", "--threads", "1")
+    assert res.returncode == 0, res.stderr[-4000:]
+    fields = last_fields(res.stdout, "live_overhead")
+    assert set(fields) == {"in_run_pct", "ab_pct", "steps", "preset"} and fields["steps"] == "20"
+    assert 0 < float(fields["in_run_pct"]) < 100  # the callbacks ran and were timed inside the fit
+    assert "measures nothing (--quick)" in res.stdout
