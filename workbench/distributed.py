@@ -26,6 +26,8 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -78,6 +80,13 @@ def init(device_type: str = "cpu") -> Dist:
 def close() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+def check_batch(batch_size: int, world: int) -> None:
+    """ConfigError naming ``batch_size`` unless the global batch splits evenly over ``world`` processes."""
+    if batch_size % world:
+        raise ConfigError("batch_size", f"{batch_size} cannot be split evenly over {world} processes; "
+                                        f"make it a multiple of {world} (it is the global batch)")
 
 
 def shard(batch: Any, d: Dist) -> Any:

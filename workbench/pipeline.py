@@ -18,7 +18,7 @@ from .config import ConfigError, RunConfig
 from .overrides import apply_overrides, diff_fields
 from .corpora import corpus_fingerprint, load_corpus
 from .counting import CountingTrainer
-from .distributed import SINGLE, Dist, broadcast
+from .distributed import SINGLE, Dist, broadcast, check_batch
 from .experiment import build_experiment, preflight
 from .io import atomic_write, remove_stale_temp_files
 from .models import LanguageModel, build_model
@@ -263,9 +263,7 @@ def run_training(
 def check_distributable(cfg: RunConfig, world: int) -> None:
     """ConfigError unless ``cfg`` can train on ``world`` processes: gradient descent on a language
     model, its (global) batch a multiple of ``world``."""
-    if cfg.train.batch_size % world:
-        raise ConfigError("batch_size", f"{cfg.train.batch_size} cannot be split evenly over {world} processes; "
-                                        f"make it a multiple of {world} (it is the global batch)")
+    check_batch(cfg.train.batch_size, world)
     if cfg.finetune is not None:
         raise ConfigError("nproc", "fine-tuning runs train in one process; start them without torchrun")
     if "counting" in cfg.model.capabilities:

@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
-from .distributed import SINGLE, Dist, all_true, broadcast, mean, shard
+from .config import TrainConfig
+from .distributed import SINGLE, Dist, all_true, broadcast, check_batch, mean, shard
 from .models.base import eval_mode
 from .objectives import EvalSet, Objective
 from .optim import build_optimizer
@@ -170,9 +170,7 @@ class Trainer:
     ) -> None:
         self.config = config
         self.dist = dist
-        if config.batch_size % dist.world:
-            raise ConfigError("batch_size", f"{config.batch_size} cannot be split evenly over {dist.world} processes; "
-                                            f"make it a multiple of {dist.world} (it is the global batch)")
+        check_batch(config.batch_size, dist.world)
         self.objective = objective
         self.train_data = train_data
         self.seq_len = seq_len
