@@ -7,8 +7,8 @@ checked on a private temporary copy, stored under ``$WORKBENCH_HOME/uploads/<sha
 GPT or BERT run of this store, an offline Hugging Face model, or a new small GPT / BERT), reinit,
 the label budget, freezing, the learning rates, the longest input, steps, batch, evaluation
 interval and pooling. **Check** and **Start fine-tuning** run ``preflight_finetune`` (the task file
-read, the init run resolved) and the checks that need the trunk's shape (``max_len`` within its
-positions, ``freeze`` within its blocks) before anything starts; each error shows next to the
+read, the init run resolved, ``max_len`` within the trunk's positions and ``freeze`` within its
+blocks: an HF model's read from its config) before anything starts; each error shows next to the
 field its ``ConfigError`` names. Widgets are ``ft_<field>``.
 """
 
@@ -191,22 +191,6 @@ def _config(task_path: Path | None) -> RunConfig:
     return RunConfig.from_dict(d)
 
 
-def _trunk_checks(cfg: RunConfig) -> None:
-    """What ``build_finetune`` would refuse in the launched process, checked here for our own
-    families (an HF model's shape is known only once it loads)."""
-    fc = cfg.finetune
-    assert fc is not None
-    if fc.init_kind == "hf":
-        return
-    positions, blocks = int(cfg.model.max_context or 0), getattr(cfg.model, "n_layer", None)
-    if positions and fc.max_len > positions:
-        raise ConfigError("max_len", f"{fc.max_len} is more tokens than the trunk's positions cover ({positions}); "
-                                     f"lower max_len to at most {positions}")
-    if blocks is not None and fc.freeze > blocks:
-        raise ConfigError("freeze", f"cannot freeze {fc.freeze} blocks: the trunk has {blocks} "
-                                    f"(use 0..{blocks}, or freeze the whole trunk to train only the head)")
-
-
 def _vocab(cfg: RunConfig) -> int:
     """The vocabulary the launch limits size the model with (a scratch char vocabulary is built
     from the task's text in the run: a few hundred at most)."""
@@ -234,8 +218,8 @@ def build(store: RunStore, save: bool) -> tuple[RunConfig | None, FieldError | N
         try:
             if tmp_path is not None:
                 tmp_path.write_bytes(file[1])
-            cfg = preflight_finetune(_config(tmp_path), store)  # the task read, the init run resolved
-            _trunk_checks(cfg)
+            # the task read, the init run resolved, max_len and freeze checked against the trunk's shape
+            cfg = preflight_finetune(_config(tmp_path), store)
             common.launch_limits().check(cfg, 0, len(launcher.live_runs(store)))
             if save and file is not None:
                 fmt = _upload_format(file[0])
