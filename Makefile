@@ -30,9 +30,10 @@ install: $(STAMP)
 run: install
 	$(PY) -m workbench dashboard --host $(HOST) --port $(PORT)
 
-# test files spread over up to 4 processes (one file stays in one process: its fixtures are built once)
+# test files spread over up to 4 processes (one file stays in one process: its fixtures are built once),
+# the slowest files first (tests/conftest.py orders them; xdist keeps that order)
 test: install
-	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/

@@ -314,7 +314,7 @@ def test_config_describes_itself() -> None:
     cfg = BERTConfig()
     assert cfg.describe() == "bert 4L/4H/128 ctx 128"
     assert cfg.max_context == 128 and cfg.context_setting == "block_size"
-    assert cfg.capabilities == {"bidirectional", "attention"} and "causal" not in cfg.capabilities
+    assert cfg.capabilities == {"bidirectional", "attention", "sparse_logits"} and "causal" not in cfg.capabilities
     assert cfg.d_ff == 512 and BERTConfig(intermediate=300).d_ff == 300
     assert set(BERTConfig.field_docs()) >= {"n_layer", "n_head", "n_embd", "intermediate", "block_size",
                                             "type_vocab_size", "dropout", "layer_norm_eps", "tie_weights"}

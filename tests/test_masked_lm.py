@@ -602,3 +602,42 @@ def test_a_tiny_encoder_learns_a_fixed_batch(which: str, one_thread) -> None:
         losses.append(out.loss.item())
     assert losses[0] == pytest.approx(math.log(tok.vocab_size), rel=0.3)
     assert losses[-1] < 0.3 * losses[0], losses[::8]
+
+
+@pytest.mark.parametrize("which", ["train", "eval"])
+def test_sparse_prediction_gives_the_full_heads_loss_and_gradients(which: str, one_thread) -> None:
+    # BERT computes the masked-LM head only at the selected positions (predict_at); the loss, its
+    # sums and every gradient must be those of the head over all positions, read at the same places
+    from workbench.models import BERT, BERTConfig
+
+    tok = CharTokenizer.train(TEXT, special_tokens=MaskedLM.special_tokens)
+    corpus = tokenize(tok, Corpus("c", [Document(TEXT[:300]), Document(TEXT[300:400])], " "), char_lengths=True)
+    mlm = MaskedLM()
+    data = mlm.prepare(corpus)
+    batch = (mlm.make_batch(data, 8, 32, torch.Generator().manual_seed(0)) if which == "train"
+             else mlm.eval_batches(corpus, 16, 32)[0])
+    torch.manual_seed(0)
+    model = BERT(BERTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=tok.vocab_size, dropout=0.0))
+
+    class FullHead(nn.Module):  # the same model, without the capability: full (B, T, V) logits
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, **kwargs):
+            assert "predict_at" not in kwargs
+            return self.inner(input_ids, **kwargs)
+
+    sparse = mlm.loss(model, batch)
+    sparse.loss.backward()
+    sparse_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    full = mlm.loss(FullHead(model), batch)
+    full.loss.backward()
+    torch.testing.assert_close(sparse.loss, full.loss)
+    assert {k: int(v) for k, v in sparse.sums.items() if k != "nll"} == {k: int(v) for k, v in full.sums.items() if k != "nll"}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(sparse_grads[name], p.grad, msg=name)
+    n = int((batch.labels != IGNORE_INDEX).sum())
+    assert model(batch.input_ids, predict_at=batch.labels != IGNORE_INDEX).logits.shape == (n, tok.vocab_size)

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from .io import atomic_write
+from .models.base import unwrap_model
 
 FORMAT = "workbench-ckpt-1"
 
@@ -29,16 +30,12 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)  # torch.compile wraps the module
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, meta: dict | None = None) -> None:
     """Write model (+ optimizer) to ``path`` atomically. Tied weights are stored once."""
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple[int, tuple[int, ...]], str] = {}
-    for name, t in _unwrap(model).state_dict().items():
+    for name, t in unwrap_model(model).state_dict().items():
         key = (t.data_ptr(), tuple(t.shape))
         if key in seen:  # e.g. lm_head.weight is wte.weight
             aliases[name] = seen[key]

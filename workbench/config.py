@@ -111,7 +111,8 @@ class ModelConfig(Section):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     """What the family can do, matched against what an objective needs: 'causal' (never looks
     ahead), 'bidirectional', 'attention' (weights can be captured), 'counting' (fitted without
-    gradients)."""
+    gradients), 'sparse_logits' (``forward(predict_at=mask)`` computes the LM head at those
+    positions only)."""
 
     context_setting: ClassVar[str] = ""
     """The field that sets :attr:`max_context` (named in error messages), e.g. 'block_size'."""

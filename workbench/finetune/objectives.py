@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..models.base import unwrap_model
 from ..objectives.base import IGNORE_INDEX, Batch, EvalSet, LossOutput, Objective
 from .heads import align_word_labels, best_span, char_span_to_tokens, is_causal_model, tokens_to_char_span
 from .metrics import bio_entities, squad_em, squad_f1
@@ -144,10 +145,6 @@ def collate(rows: Sequence[Row], pad: int) -> TaskBatch:
         context_mask=padded([r.context for r in rows], 0) if qa else None,  # type: ignore[misc]
         refs=torch.tensor([r.ref for r in rows]) if qa else None,
         padding_fraction=1.0 - float(mask.float().mean()))
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)  # torch.compile's wrapper
 
 
 # --- the shared part ------------------------------------------------------------------------------
@@ -388,7 +385,7 @@ class QAObjective(TaskObjective):
 
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
         assert isinstance(batch, TaskBatch)
-        trunk = getattr(_unwrap(model), "trunk", None)
+        trunk = getattr(unwrap_model(model), "trunk", None)
         segments = None if trunk is not None and is_causal_model(trunk) else batch.token_type_ids  # GPTs have none
         start, end, loss = model(batch.input_ids, batch.attention_mask, batch.start_positions, batch.end_positions,
                                  token_type_ids=segments)  # (B, T) x 2, mean

@@ -59,6 +59,16 @@ class ModelOutput:
     cross_attentions: tuple[torch.Tensor, ...] | None = None  # decoder layers' (B, nh, T, S), when asked
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model itself, inside the wrappers training puts around it: DistributedDataParallel
+    (``.module``) and ``torch.compile`` (``._orig_mod``), in any nesting."""
+    while True:
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
 class LanguageModel(nn.Module):
     """Base class of the model families (see the module docstring for the contract).
 

@@ -35,7 +35,7 @@ from .layers import MLP, LayerNorm, SelfAttention, check_attention_shape, paddin
 class BERTConfig(ModelConfig):
     """Shape of a BERT encoder. ``block_size`` is the longest input (size of the position table)."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"bidirectional", "attention"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"bidirectional", "attention", "sparse_logits"})
     context_setting: ClassVar[str] = "block_size"
 
     arch: str = "bert"
@@ -235,6 +235,7 @@ class BERT(LanguageModel):
         token_type_ids: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        predict_at: torch.Tensor | None = None,
     ) -> ModelOutput:
         """``input_ids`` (B, T) -> masked-LM logits (B, T, vocab), pooled (B, C), NSP logits (B, 2).
 
@@ -242,12 +243,16 @@ class BERT(LanguageModel):
         (B, 1|nh, T, T) 'may attend' mask; no causal triangle. ``token_type_ids``: (B, T)
         segment ids (0 = sentence A, 1 = sentence B); all 0 when None. ``output_attentions``
         takes the eager attention path and returns one (B, nh, T, T) tensor per layer.
+        ``predict_at``: (B, T) bool; when given, the masked-LM head runs only at those positions
+        and ``logits`` is (N, vocab), N = ``predict_at.sum()``, in row-major order. Masked LM
+        scores ~15 % of positions, and with a vocabulary of thousands the head costs as much as
+        the layers of a small encoder: skipping the rest is ModernBERT's "sparse prediction".
         """
         x, all_hidden, attentions = self.trunk(input_ids, attention_mask, token_type_ids,
                                                output_attentions, output_hidden_states)
         pooled = self.pooler(x)  # (B, C)
         return ModelOutput(
-            logits=self.lm_head(x),  # (B, T, vocab)
+            logits=self.lm_head(x if predict_at is None else x[predict_at]),  # (B, T, vocab) or (N, vocab)
             hidden_states=x,
             all_hidden_states=all_hidden,
             attentions=attentions,

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..config import ObjectiveConfig, require
 from ..metrics import bits_per_char, perplexity
+from ..models.base import unwrap_model
 from .base import IGNORE_INDEX, IGNORED, Batch, LossOutput, Objective, TokenizedCorpus, describe_positions
 from .words import doc_word_starts, stream_word_starts, word_ids
 
@@ -302,11 +303,14 @@ class MaskedLM(Objective):
         ``nll``, ``tokens`` (selected), ``correct`` (argmax == target) and ``chars``."""
         kwargs = {k: v for k, v in (("attention_mask", batch.attention_mask), ("token_type_ids", batch.token_type_ids))
                   if v is not None}
-        logits = model(batch.input_ids, **kwargs).logits  # (B, T, V)
-        labels = batch.labels
-        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                              ignore_index=IGNORE_INDEX, reduction="sum")
-        labelled = labels != IGNORE_INDEX
+        labelled = batch.labels != IGNORE_INDEX  # (B, T): the selected positions
+        if "sparse_logits" in getattr(getattr(unwrap_model(model), "config", None), "capabilities", ()):
+            kwargs["predict_at"] = labelled  # the head runs at the selected positions only: same loss, less compute
+        logits = model(batch.input_ids, **kwargs).logits  # (N, V), or (B, T, V) from a model without sparse logits
+        if logits.dim() == 3:
+            logits = logits[labelled]  # (N, V)
+        labels = batch.labels[labelled]  # (N,)
+        nll = F.cross_entropy(logits.float(), labels, reduction="sum")
         tokens = labelled.sum()
         sums = {"nll": nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
         if batch.label_chars is not None:
