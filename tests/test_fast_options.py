@@ -124,3 +124,71 @@ def test_zero_init_starts_from_uniform_predictions_and_needs_an_untied_head() ->
     assert err.value.field == "zero_init"
     assert GPTConfig(qk_norm=True, activation="relu2", zero_init=True, tie_weights=False).describe().endswith(
         "qk-norm relu2 untied zero-init")
+
+
+# --- model FLOPs and MFU ------------------------------------------------------------------------
+
+def test_flops_per_token_is_nanogpts_estimate_counted_by_hand() -> None:
+    from workbench.flops import flops_per_token
+    from workbench.models import GPT, GPTConfig
+
+    # 4L/4H/128, ctx 64, vocab 65, no biases, tied head (gpt-cpu). By hand: per block 2 LayerNorm
+    # gains (2*128) + qkv 128*384 + proj 128*128 + fc 128*512 + proj 512*128 = 196,864; x4 =
+    # 787,456; + final LayerNorm 128 + token table 65*128 = 8,320 (shared with the head); the
+    # position table (64*128) is left out: N = 795,904. 6N = 4,775,424; attention 12*4*128*64 = 393,216.
+    model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, bias=False, vocab_size=65))
+    assert model.num_parameters(non_embedding=True) == 795_904
+    assert flops_per_token(model, 64) == 4_775_424 + 393_216
+    # nanoGPT's estimate_mfu for the same shape: 6N + 12*L*H*Q*T with H*Q = C
+    assert flops_per_token(model, 32) == 6 * 795_904 + 12 * 4 * 4 * 32 * 32
+
+
+def test_mfu_is_logged_against_a_given_peak(tiny_cfg, wb_home) -> None:
+    from workbench.flops import flops_per_token
+    from workbench.pipeline import load_run_model, train
+    from workbench.runstore import RunStore
+
+    store = RunStore(wb_home)
+    cfg = tiny_cfg(max_steps=10, log_interval=5, peak_tflops=0.5)
+    run_id = train(cfg, store, progress=False)
+    series = store.metric_series(run_id)
+    model, _, run_cfg = load_run_model(store, run_id)
+    per_token = flops_per_token(model, run_cfg.seq_len)
+    for tps, tflops, util in zip(series["tokens_per_s"][1], series["model_tflops"][1], series["mfu"][1]):
+        assert tflops == pytest.approx(tps * per_token / 1e12)
+        assert util == pytest.approx(tflops / 0.5)
+    # no peak known for a CPU: model_tflops only
+    run_id = train(tiny_cfg(max_steps=5, log_interval=5), store, progress=False)
+    assert "model_tflops" in store.metric_series(run_id) and "mfu" not in store.metric_series(run_id)
+
+
+# --- bf16 on the CPU ------------------------------------------------------------------------------
+
+def test_cpu_bf16_attention_runs_in_float32_and_matches_it() -> None:
+    from workbench.models.layers import sdpa
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 8, 16, generator=g) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = sdpa(q.bfloat16(), k.bfloat16(), v.bfloat16(), is_causal=True)
+    assert y.dtype == torch.bfloat16  # what the next (autocast) matmul expects
+    expected = F.scaled_dot_product_attention(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(),
+                                              is_causal=True)
+    torch.testing.assert_close(y, expected.bfloat16())  # the float32 kernel on the same inputs, rounded once
+
+
+def test_a_bf16_autocast_run_on_the_cpu_learns_like_float32(tiny_cfg, wb_home) -> None:
+    # bf16 autocast (matmuls in bf16, attention, norms and the loss in float32) with Muon, whose
+    # Newton-Schulz then runs in bf16 too: the run learns, and ends near the float32 run's loss
+    from workbench.pipeline import train
+    from workbench.runstore import RunStore
+
+    store = RunStore(wb_home)
+    finals = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = tiny_cfg(max_steps=60, eval_interval=60, dtype=dtype, optimizer="muon", lr=3e-3, device="cpu")
+        run_id = train(cfg, store, progress=False)
+        steps, losses = store.metric_series(run_id)["val/loss"]
+        assert losses[-1] < losses[0] - 0.5, (dtype, losses)
+        finals[dtype] = losses[-1]
+    assert finals["bfloat16"] == pytest.approx(finals["float32"], abs=0.05), finals

@@ -37,6 +37,21 @@ def _preset_gpt_cpu() -> RunConfig:
     )
 
 
+def _preset_fast() -> RunConfig:
+    """gpt-cpu's shape and batch with the modded-nanogpt / nanochat recipe scaled down: RoPE,
+    QK-norm, ReLU², an untied zero-initialised head, no biases, Muon for the hidden matrices and
+    AdamW for the rest, a short warm-up and a decay to 0 over fewer steps. Reaches gpt-cpu's
+    2000-step validation loss in a fraction of its time (``bench/vs_nanogpt.py``)."""
+    return RunConfig(
+        model=GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, bias=False, pos_encoding="rope",
+                        qk_norm=True, activation="relu2", tie_weights=False, zero_init=True),
+        data=DataConfig(),
+        train=TrainConfig(max_steps=600, batch_size=12, optimizer="muon", lr=3e-3, min_lr=0.0, warmup_steps=20,
+                          muon_lr=0.02, eval_interval=100, log_interval=10),
+        preset="fast",
+    )
+
+
 def _preset_gpt_shakespeare_char() -> RunConfig:
     """nanoGPT's baby GPT: 6L/6H/384, ctx 256, dropout 0.2, no biases (val 1.4697 @ 5000 on an A100)."""
     return RunConfig(
@@ -211,6 +226,7 @@ def _preset_seq2seq_pig_latin_cpu() -> RunConfig:
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "gpt-nano": _preset_gpt_nano,
     "gpt-cpu": _preset_gpt_cpu,
+    "fast": _preset_fast,
     "gpt-shakespeare-char": _preset_gpt_shakespeare_char,
     "gpt-mini-bpe": _preset_gpt_mini_bpe,
     "lstm-nano": _preset_lstm_nano,

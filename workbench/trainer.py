@@ -35,6 +35,7 @@ import torch.nn as nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import SINGLE, Dist, all_true, broadcast, check_batch, mean, shard
+from .flops import flops_per_token, mfu, peak_tflops
 from .models.base import eval_mode
 from .objectives import EvalSet, Objective
 from .optim import build_optimizer
@@ -196,6 +197,8 @@ class Trainer:
             self.step_model = DistributedDataParallel(
                 self.eval_model, device_ids=[dist.local_rank] if self.device.type == "cuda" else None)
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self._flops_per_token = flops_per_token(self.model, seq_len)  # for model_tflops and MFU in the log
+        self._peak_tflops = peak_tflops(self.device, config.peak_tflops)
         self._checked_step = 0
         self.last_saved_step = 0
         self._padding: list[float] = []  # padding fractions of the log window's batches (variable-length ones)
@@ -277,6 +280,16 @@ class Trainer:
             self.state.best_val_loss = primary
         self._emit("on_evaluate", metrics)
 
+    def _flops_metrics(self, tokens_per_s: float) -> dict[str, float]:
+        """``model_tflops`` (all processes together) and ``mfu`` (per device, when its peak is known)."""
+        if not self._flops_per_token:
+            return {}
+        out = {"model_tflops": tokens_per_s * self._flops_per_token / 1e12}
+        utilisation = mfu(tokens_per_s / self.dist.world, self._flops_per_token, self._peak_tflops)
+        if utilisation is not None:
+            out["mfu"] = utilisation
+        return out
+
     def fit(self) -> str:
         """Train until ``max_steps`` or a callback stops it. Returns 'finished' or 'stopped'.
 
@@ -315,12 +328,14 @@ class Trainer:
                 if is_log:
                     self.check_finite()  # syncs: the window's steps have all run
                     elapsed = time.perf_counter() - t_window
+                    tokens_per_s = (self.state.tokens_seen - tokens_at_window) / max(elapsed, 1e-9)
                     metrics = {
                         "train/loss": mean(loss_sum / steps_in_window, self.dist).item(),
                         "lr": get_lr(step - 1, cfg),
                         "grad_norm": grad_norm.item(),
-                        "tokens_per_s": (self.state.tokens_seen - tokens_at_window) / max(elapsed, 1e-9),
+                        "tokens_per_s": tokens_per_s,
                     }
+                    metrics.update(self._flops_metrics(tokens_per_s))
                     if self._padding:  # how much of each batch was padding (seq2seq pairs: see bucketing)
                         metrics["padding_fraction"] = sum(self._padding) / len(self._padding)
                         self._padding.clear()

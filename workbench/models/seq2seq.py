@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig, require
 from .base import LanguageModel, ModelOutput
-from .layers import MLP, Block, LayerNorm, SelfAttention, check_attention_shape, padding_to_allowed
+from .layers import MLP, Block, LayerNorm, SelfAttention, check_attention_shape, padding_to_allowed, sdpa
 
 Attentions = tuple[torch.Tensor, ...] | None
 
@@ -152,7 +152,7 @@ class CrossAttention(nn.Module):
             y = self.attn_dropout(weights) @ v  # (B, nh, T, hs)
         else:
             dropout_p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+            y = sdpa(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y)), weights
 
