@@ -123,8 +123,10 @@ def whole_split_loss(logits_fn: Callable[[torch.Tensor], torch.Tensor], ids: tor
 
 # --- ours -----------------------------------------------------------------------------------------
 
-def run_ours(corpus: Path, steps: int | None, home: Path, seed: int | None = None) -> dict[str, Any]:
-    """Train the ``gpt-cpu`` preset on ``corpus`` into the store at ``home``.
+def run_ours(corpus: Path, steps: int | None, home: Path, seed: int | None = None, preset: str = "gpt-cpu",
+             overrides: dict[str, object] | None = None, name: str = "bench-shakespeare-char") -> dict[str, Any]:
+    """Train ``preset`` (default ``gpt-cpu``; plus ``overrides``, flat field names) on ``corpus``
+    into the store at ``home``.
 
     Returns the final (``last``) model, its tokenizer, the validation text, the trainer's own
     evaluations, steps, the wall time of the ``train()`` call and the median training tokens/s.
@@ -133,13 +135,13 @@ def run_ours(corpus: Path, steps: int | None, home: Path, seed: int | None = Non
     from workbench.corpora import load_corpus
 
     # unk=False: nanoGPT's vocabulary exactly (the sorted characters, no [UNK]), checked below
-    overrides: dict[str, object] = {"corpus": str(corpus), "device": "cpu", "name": "bench-shakespeare-char",
-                                    "unk": False}
+    changes: dict[str, object] = {"corpus": str(corpus), "device": "cpu", "name": name, "unk": False,
+                                  **(overrides or {})}
     if steps is not None:
-        overrides["max_steps"] = steps
+        changes["max_steps"] = steps
     if seed is not None:
-        overrides["seed"] = seed
-    cfg = apply_overrides(get_preset("gpt-cpu"), overrides)
+        changes["seed"] = seed
+    cfg = apply_overrides(get_preset(preset), changes)
     run = train_finished(cfg, home)
     series = run.series
     _, val = load_corpus(str(corpus)).split(run.config.data.val_fraction)

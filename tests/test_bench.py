@@ -57,7 +57,7 @@ def load_bench(name: str) -> ModuleType:
     return mod
 
 
-@pytest.mark.parametrize("script", ["bench/throughput.py", "bench/shakespeare_char.py"])
+@pytest.mark.parametrize("script", ["bench/throughput.py", "bench/shakespeare_char.py", "bench/vs_nanogpt.py"])
 def test_bench_without_data_exits_2_saying_where_to_get_it(script: str) -> None:
     res = run_script(script)
     assert res.returncode == 2
@@ -87,6 +87,24 @@ def test_shakespeare_char_without_nanogpt_labels_the_figure_published(play_text:
     # not measured here: visibly labelled, and no wall time invented for it
     assert fields["nanogpt_final_val"] == "published:1.88" and fields["nanogpt_wall_s"] == "-"
     assert "nanoGPT not run: published README figure 1.88" in res.stdout
+
+
+def test_vs_nanogpt_measures_the_peer_or_exits_2_saying_how_to_get_it(play_text: Path) -> None:
+    # no nanoGPT checkout: no figure is quoted in its place, exit 2 with how to get one
+    res = run_script("bench/vs_nanogpt.py", "--data", str(play_text))
+    assert res.returncode == 2 and res.stdout == ""
+    assert "NANOGPT_DIR" in res.stderr and "git clone https://github.com/karpathy/nanoGPT" in res.stderr
+    bench = load_bench("vs_nanogpt")
+    # time to quality counts only when the fast preset reached nanoGPT's loss
+    assert bench.ratio_field(50.0, 1.80, 125.0, 1.90) == "0.400"
+    assert bench.ratio_field(50.0, 1.90, 125.0, 1.90) == "0.400"
+    assert bench.ratio_field(50.0, 1.95, 125.0, 1.90) == "not-reached"
+    # every ablation variant is a valid change of the fast preset, and really changes it
+    from workbench import apply_overrides, get_preset
+
+    fast = get_preset("fast")
+    for label, change in bench.FAST_INGREDIENTS.items():
+        assert apply_overrides(fast, change) != fast, label
 
 
 def test_whole_split_loss_predicts_every_token_once() -> None:

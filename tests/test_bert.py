@@ -342,3 +342,24 @@ def test_config_validation_names_the_field(kw: dict, field: str) -> None:
 def test_model_needs_a_vocabulary() -> None:
     with pytest.raises(ValueError, match="vocab_size"):
         BERT(BERTConfig())
+
+
+def test_pre_ln_layers_add_to_an_unnormalised_stream_with_one_final_norm() -> None:
+    from workbench.models import BERT, BERTConfig
+
+    torch.manual_seed(0)
+    model = BERT(BERTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=20, norm="pre")).eval()
+    ids = torch.randint(20, (2, 8))
+    with torch.no_grad():
+        out = model(ids, output_hidden_states=True)
+        x = model.trunk.embeddings(ids)
+        for layer in model.trunk.layers:  # x + attn(ln_1(x)), then x + mlp(ln_2(x)): by hand
+            x = x + layer.attn(layer.ln_1(x))[0]
+            x = x + layer.mlp(layer.ln_2(x))
+        torch.testing.assert_close(out.hidden_states, model.trunk.ln_f(x))
+    assert out.all_hidden_states[-1] is out.hidden_states  # what the heads read: after the final norm
+    post = BERT(BERTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=20))
+    assert isinstance(post.trunk.ln_f, torch.nn.Identity)  # BERT's own layout: HF checkpoints load unchanged
+    assert set(model.state_dict()) - set(post.state_dict()) == {"trunk.ln_f.weight", "trunk.ln_f.bias"}
+    with pytest.raises(ConfigError, match="norm"):
+        BERTConfig(norm="sandwich")

@@ -601,13 +601,28 @@ def test_runs_compare_by_tokens_seen(finished):
     home, newest, _ = finished
     at = _app(page="runs")
     by_step = {t["name"]: _array(t["x"]) for t in _charts(at)[0]["data"]}
-    at.toggle(key="cmp_tokens").set_value(True).run()
+    at.radio(key="cmp_x").set_value("tokens seen").run()
     (chart,) = _charts(at)
     assert chart["layout"]["xaxis"]["title"]["text"] == "tokens seen"
     cfg = RunConfig.from_dict(RunStore(home).get_run(newest).config)
     per_step = cfg.train.batch_size * cfg.seq_len  # 4 x 64 here
     for t in chart["data"]:
         np.testing.assert_array_equal(_array(t["x"]), by_step[t["name"]] * per_step)
+
+
+def test_runs_compare_on_the_clock(finished):
+    # fast preset vs gpt-cpu is a question of time, not steps: x = seconds since each run started
+    home, newest, _ = finished
+    at = _app(page="runs")
+    at.radio(key="cmp_x").set_value("seconds").run()
+    (chart,) = _charts(at)
+    assert chart["layout"]["xaxis"]["title"]["text"] == "seconds since the run started"
+    store = RunStore(home)
+    info = store.get_run(newest)
+    times = [r[3] - info.started_at for r in store.metrics(newest, names=["val/loss"])]
+    trace = next(t for t in chart["data"] if t["name"] == info.label)
+    np.testing.assert_allclose(_array(trace["x"]), times, atol=1e-3)
+    assert all(np.diff(_array(trace["x"])) >= 0) and _array(trace["x"])[0] >= 0
 
 
 def _started_column(table):

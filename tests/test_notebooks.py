@@ -390,6 +390,82 @@ def _check_finetuning(nb: nbformat.NotebookNode, home: Path) -> None:
     assert len(figures) >= 4, f"expected validation scores, freeze bars, sweep curve, confusion matrix; got {len(figures)}"
 
 
+ABLATION_VARIANTS = {"fast": {}, "learned positions": {"model.pos_encoding": "learned"}, "no QK-norm": {"model.qk_norm": False},
+                     "GELU": {"model.activation": "gelu"}, "tied head": {"model.tie_weights": True, "model.zero_init": False},
+                     "AdamW only": {"train.optimizer": "adamw"},
+                     "gpt-cpu schedule": {"train.lr": 1e-3, "train.min_lr": 1e-4, "train.warmup_steps": 100}}
+
+
+def _check_speed(nb: nbformat.NotebookNode, home: Path) -> None:
+    store = RunStore(home)
+    runs = store.list_runs()
+    assert all(r.status == "finished" for r in runs), [(r.id, r.status, r.error) for r in runs]
+    assert len(runs) == 2 + len(ABLATION_VARIANTS), [r.name for r in runs]
+
+    # 1 · the race: gpt-cpu and fast under one wall-clock budget, each with its val/loss curve
+    compared = {r.config["preset"]: r for r in runs if not r.name.startswith("05 ablation")}
+    assert sorted(compared) == ["fast", "gpt-cpu"], [(r.name, r.config["preset"]) for r in runs]
+    budget = compared["fast"].config["train"]["max_time_s"]
+    for preset, run in compared.items():
+        assert run.name == f"05 {preset}" and run.config["train"]["max_time_s"] == budget > 0, (run.name, run.config["train"])
+        assert run.step == run.max_steps or run.ended_at - run.started_at >= budget, (preset, run.step, run.max_steps)
+        steps, values = store.metric_series(run.id)["val/loss"]
+        assert steps[0] == 0 and len(steps) >= 2 and all(math.isfinite(v) for v in values), (preset, steps, values)
+    assert compared["fast"].config["model"]["zero_init"] and not compared["gpt-cpu"].config["model"]["zero_init"]
+    assert compared["fast"].config["train"]["optimizer"] == "muon" and compared["gpt-cpu"].config["train"]["optimizer"] == "adamw"
+
+    # the zero-initialised head: the fast run's untrained evaluation is ln V, from the store and by hand
+    vocab = compared["fast"].config["model"]["vocab_size"]
+    assert vocab > 50, vocab  # characters of Shakespeare
+    first = store.metric_series(compared["fast"].id)["val/loss"][1][0]
+    assert abs(first - math.log(vocab)) < 0.01, (first, math.log(vocab))
+    by_hand = {name: float(v) for name, v in re.findall(r"^\s*(\S+): first loss ([\d.]+), ln V = ln \d+ = [\d.]+",
+                                                        _stdout(_tagged(nb, "zero-init")), re.M)}
+    assert abs(by_hand["fast"] - math.log(vocab)) < 1e-3 < abs(by_hand["gpt-cpu"] - math.log(vocab)), by_hand
+
+    # Muon: orthogonalize flattens the spectrum (the smallest singular value comes up towards the largest)
+    muon = _stdout(_tagged(nb, "muon"))
+    after = re.search(r"after orthogonalize:\s+largest ([\d.]+), 9th ([\d.]+), smallest ([\d.]+)", muon)
+    before = re.search(r"before \(norm 1\): largest ([\d.]+), 9th ([\d.]+), smallest ([\d.]+)", muon)
+    assert float(before[2]) < 0.1 * float(before[1]) and 0.3 < float(after[3]) <= float(after[1]) < 1.5, muon
+
+    # 2 · the ablation: one line per variant, each the run's last val/loss, its difference from fast's
+    printed = re.findall(r"^\s*(.+?): val ([\d.]+) \(([+-][\d.]+)\) in ([\d.]+) s$", _stdout(_tagged(nb, "ablation")), re.M)
+    assert [label for label, *_ in printed] == list(ABLATION_VARIANTS), printed
+    loss = {label: float(v) for label, v, *_ in printed}
+    ablated = {r.name.removeprefix("05 ablation "): r for r in runs if r.name.startswith("05 ablation ")}
+    assert sorted(ablated) == sorted(ABLATION_VARIANTS), sorted(ablated)
+    steps = {r.step for r in ablated.values()}
+    assert len(steps) == 1 and steps == {r.max_steps for r in ablated.values()}, steps
+    for label, value, diff, secs in printed:
+        assert abs(float(diff) - (loss[label] - loss["fast"])) <= 0.0011, (label, value, diff)
+        run = ablated[label]
+        assert run.config["preset"] == "fast" and run.config["train"]["seed"] == ablated["fast"].config["train"]["seed"]
+        for key, want in ABLATION_VARIANTS[label].items():
+            section, field = key.split(".")
+            assert run.config[section][field] == want, (label, key, run.config[section][field])
+        assert abs(store.metric_series(run.id)["val/loss"][1][-1] - loss[label]) <= 5e-4, label
+        assert abs(float(secs) - (run.ended_at - run.started_at)) <= 0.05, (label, secs)
+
+    # 3 · the profile: matmuls lead; both precisions timed
+    table = re.findall(r"^(aten::\S+)\s+([\d.]+)\s+([\d.]+)%$", _stdout(_tagged(nb, "profile")), re.M)
+    assert len(table) >= 5 and any(name == "aten::mm" for name, *_ in table[:3]), table
+    shares = [float(s) for *_, s in table]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.5, shares
+    gflop, mm_ms, rate = map(float, re.search(r"aten::mm: about ([\d.]+) GFLOP per step in ([\d.]+) ms = (\d+) GFLOP/s",
+                                              _stdout(_tagged(nb, "profile"))).groups())
+    assert 3.0 < gflop < 4.5 and abs(gflop / mm_ms * 1000 - rate) <= max(1.0, 0.05 * rate), (gflop, mm_ms, rate)
+    dtype = _stdout(_tagged(nb, "dtype"))
+    assert re.search(r"^native bf16: (True|False)$", dtype, re.M), dtype
+    ms = dict(re.findall(r"^\s*(float32|bfloat16): ([\d.]+) ms per step$", dtype, re.M))
+    assert set(ms) == {"float32", "bfloat16"} and all(float(v) > 0 for v in ms.values()), dtype
+
+    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 8, (f"expected the schedules, val/loss by seconds and by steps, RoPE, activations, singular "
+                               f"values, the ablation bars, the profile bars; got {len(figures)}")
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "00_quickstart.ipynb": _check_quickstart,
     "02_attention.ipynb": _check_attention,
@@ -397,6 +473,7 @@ CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {
     "03_objectives.ipynb": _check_objectives,
     "03b_xlnet_t5.ipynb": _check_xlnet_t5,
     "04_finetuning.ipynb": _check_finetuning,
+    "05_speed.ipynb": _check_speed,
 }
 
 

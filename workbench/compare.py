@@ -111,14 +111,15 @@ def summarize(store: RunStore, run_id: str, label: str | None = None) -> Compare
     )
 
 
-def fit_to_budget(cfg: RunConfig, budget_s: float, eval_share: float = 0.15, probe_steps: int = 20) -> RunConfig:
+def fit_to_budget(cfg: RunConfig, budget_s: float, eval_share: float = 0.5, probe_steps: int = 20) -> RunConfig:
     """``cfg`` with as many steps as fit ``budget_s`` on this machine, so its whole schedule
-    (warm-up, then the cosine decay to ``min_lr``) ends at the budget instead of being cut in the
-    middle or leaving most of it unused: ``probe_steps`` training steps of a throwaway copy are
-    timed (after two untimed ones), ``1 - eval_share`` of the budget is given to training steps,
-    and the warm-up and the number of evaluations keep the preset's proportions. ``max_time_s``
-    stays the hard stop. Families fitted by counting are returned as they are (their presets
-    read the whole split in seconds)."""
+    (warm-up, then the decay to ``min_lr``) ends at the budget instead of being cut in the middle
+    or leaving most of it unused. ``probe_steps`` training steps and one evaluation of a throwaway
+    copy are timed (after two untimed steps); the run's evaluations (the untrained model's, then
+    as many as the preset makes, fewer if they would take more than ``eval_share`` of the budget)
+    are taken off the budget, and the steps fill the rest. The warm-up keeps the preset's
+    proportion. ``max_time_s`` stays the hard stop. Families fitted by counting are returned as
+    they are (their presets read the whole split in seconds)."""
     from .experiment import build_experiment
     from .trainer import Trainer
 
@@ -134,9 +135,12 @@ def fit_to_budget(cfg: RunConfig, budget_s: float, eval_share: float = 0.15, pro
         trainer.train_step(step)
     trainer.check_finite()  # waits for the device
     step_s = (time.perf_counter() - t0) / probe_steps
+    t0 = time.perf_counter()
+    trainer.evaluate()
+    eval_s = time.perf_counter() - t0
     t = cfg.train
-    steps = max(t.warmup_steps + 2, int(budget_s * (1 - eval_share) / step_s))
-    evals = max(1, t.max_steps // t.eval_interval)
+    evals = max(1, min(t.max_steps // t.eval_interval, int(budget_s * eval_share / max(eval_s, 1e-9)) - 1))
+    steps = max(t.warmup_steps + 2, int((budget_s - (evals + 1) * eval_s) / step_s))
     return apply_overrides(cfg, {"max_steps": steps, "warmup_steps": round(t.warmup_steps * steps / t.max_steps),
                                  "eval_interval": max(1, steps // evals), "log_interval": min(t.log_interval, steps)})
 

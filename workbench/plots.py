@@ -110,13 +110,15 @@ def metrics_figure(series: Series, names: Sequence[str], title: str, y_title: st
 
 def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_points: int | None = MAX_POINTS,
                    tokens_per_step: Mapping[str, int] | None = None,
-                   predicts: Mapping[str, str] | None = None) -> go.Figure:
+                   predicts: Mapping[str, str] | None = None, x_title: str | None = None) -> go.Figure:
     """The same metric for several runs on one chart (run label -> series); long series downsampled.
 
     With ``tokens_per_step`` (run label -> batch_size x context) the x axis is tokens seen, not
     steps: runs with different batches or contexts then compare on the text they have read.
     With ``predicts`` (run label -> what its objective predicts, e.g. "next token") each legend
     says it, "<run> · next token": curves of different tasks must not read as the same task.
+    ``x_title`` names an x the series already hold instead of steps (e.g. seconds since the start,
+    from :func:`seconds_series`).
 
     >>> fig = compare_figure({"a": {"val/bpc": ([0, 1], [2.0, 1.5])}, "b": {"val/bpc": ([0, 1], [2.1, 1.2])}},
     ...                      "val/bpc", predicts={"a": "next token", "b": "masked token"})
@@ -130,14 +132,31 @@ def compare_figure(runs: Mapping[str, Series], metric: str = "val/loss", max_poi
             x = steps * tokens_per_step[label] if tokens_per_step is not None else steps
             name = f"{label} · {predicts[label]}" if predicts and label in predicts else label
             fig.add_trace(go.Scatter(x=x.tolist(), y=values.tolist(), mode=_mode(len(steps)), name=plain(name)))
-    fig.update_layout(title=f"{metric} by run", xaxis_title="tokens seen" if tokens_per_step is not None else "step",
+    fig.update_layout(title=f"{metric} by run",
+                      xaxis_title=x_title or ("tokens seen" if tokens_per_step is not None else "step"),
                       yaxis_title=metric, height=380,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig
+
+
+def seconds_series(rows: Sequence[tuple[int, str, float, float]], start: float) -> Series:
+    """A run's metric rows ``(step, name, value, time)`` (``RunStore.metrics``) as series against
+    seconds since ``start`` (the run's start): how runs compare on the clock, not per step.
+
+    >>> seconds_series([(0, "val/loss", 4.2, 100.5), (10, "val/loss", 3.1, 103.0)], start=100.0)
+    {'val/loss': ([0.5, 3.0], [4.2, 3.1])}
+    """
+    out: dict[str, tuple[list, list[float]]] = {}
+    for _, name, value, time in rows:
+        xs, ys = out.setdefault(name, ([], []))
+        xs.append(round(time - start, 3))
+        ys.append(value)
+    return out
 
 
 # moved to attention_views; notebooks and the dashboard call plots.attention_heatmap / plots.attention_grid
 from .attention_views import attention_heatmap, attention_grid  # noqa: E402,F401
 
 __all__ = ["MAX_POINTS", "plain", "downsample", "loss_figure", "metric_figure", "metrics_figure", "compare_figure",
+           "seconds_series",
            "attention_heatmap", "attention_grid"]

@@ -109,17 +109,25 @@ metric = c[1].selectbox("Metric", ["val/loss", "train/loss", "val/ppl", "val/bpc
                                    "val/f1"], key="cmp_metric",
                         help="val/bpc (bits per character of the predicted tokens) is the one axis on which runs of "
                              "different tokenizers and objectives compare; val/acc is masked-token accuracy")
-by_tokens = c[1].toggle("x: tokens seen", key="cmp_tokens",
-                        help="Plot against batch_size x context tokens fed per step, instead of against steps")
+x_axis = c[1].radio("x axis", ["step", "tokens seen", "seconds"], key="cmp_x", horizontal=True,
+                    help="tokens seen: batch_size x context fed per step (runs with different batches compare on the "
+                         "text read); seconds: wall-clock time since the run started, evaluations included (which "
+                         "recipe gets there first: compare the fast preset with gpt-cpu)")
+by_tokens = x_axis == "tokens seen"
 if not picked:
     st.info("Pick one or more runs to draw their curves.", icon=":material/info:")
     st.stop()
 
 
 
-def _one_metric(run_id: str, name: str) -> dict[str, tuple[list[int], list[float]]]:
-    """One metric of one run (the store's index on (run, name, step) makes this a range read)."""
+def _one_metric(run_id: str, name: str, seconds: bool = False) -> dict[str, tuple[list, list[float]]]:
+    """One metric of one run (the store's index on (run, name, step) makes this a range read),
+    against steps or, with ``seconds``, against seconds since the run started."""
     rows = store.metrics(run_id, names=[name])
+    if seconds:
+        info = store.get_run(run_id)
+        start = (info.started_at or info.created_at) if info is not None else (rows[0][3] if rows else 0.0)
+        return plots.seconds_series(rows, start)
     return {name: ([r[0] for r in rows], [r[2] for r in rows])} if rows else {}
 
 
@@ -147,14 +155,17 @@ def _predicts(config: dict) -> str:
     return predicts_label(_objective(config))
 
 
-series = {labels[i]: _one_metric(i, metric) for i in picked}
+series = {labels[i]: _one_metric(i, metric, seconds=x_axis == "seconds") for i in picked}
 per_step = {labels[r.id]: _tokens_per_step(r.config) for r in runs if r.id in picked} if by_tokens else None
 # runs of different objectives: each curve says what it predicts (a next token is not a masked token)
 tasks = {labels[r.id]: _predicts(r.config) for r in runs if r.id in picked}
 mixed = len(set(tasks.values())) > 1
-st.plotly_chart(plots.compare_figure(series, metric, tokens_per_step=per_step, predicts=tasks if mixed else None),
+st.plotly_chart(plots.compare_figure(series, metric, tokens_per_step=per_step, predicts=tasks if mixed else None,
+                                     x_title="seconds since the run started" if x_axis == "seconds" else None),
                 key="cmp_chart", config={"displaylogo": False})
-st.caption(f"{metric} against {'tokens seen (batch_size x context per step)' if by_tokens else 'optimizer step'}, one "
+x_said = {"step": "optimizer step", "tokens seen": "tokens seen (batch_size x context per step)",
+          "seconds": "seconds since each run started (pauses of a resumed run included)"}[x_axis]
+st.caption(f"{metric} against {x_said}, one "
            "line per run. Runs with different batch sizes or context lengths see different amounts of text per step: "
            "compare those by tokens seen.")
 if mixed:

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -58,9 +58,14 @@ class BERTConfig(ModelConfig):
     """Epsilon of every LayerNorm (BERT's 1e-12; GPT-2 uses 1e-5)."""
     tie_weights: bool = True
     """Share the token embedding with the masked-LM decoder (weight tying, as BERT)."""
+    norm: Literal["post", "pre"] = "post"
+    """Where each layer's LayerNorms sit: 'post' (BERT's own layout, what HF checkpoints hold)
+    or 'pre' (x + f(LN(x)), with a final LayerNorm; later encoders use it because it trains
+    stably at larger learning rates without a long warm-up)."""
 
     def __post_init__(self) -> None:
         require(self.arch == "bert", "arch", f"BERTConfig is for arch 'bert', got {self.arch!r}")
+        require(self.norm in ("post", "pre"), "norm", f"unknown {self.norm!r}; use 'post' (BERT) or 'pre'")
         check_attention_shape(self)
         positive_ints(self, "type_vocab_size")
         require(isinstance(self.intermediate, int) and not isinstance(self.intermediate, bool)
@@ -80,10 +85,11 @@ class BERTConfig(ModelConfig):
     def describe(self) -> str:
         """Layers, heads, width and context.
 
-        >>> BERTConfig().describe()
-        'bert 4L/4H/128 ctx 128'
+        >>> BERTConfig().describe(), BERTConfig(norm="pre").describe()
+        ('bert 4L/4H/128 ctx 128', 'bert 4L/4H/128 ctx 128 pre-LN')
         """
-        return f"bert {self.n_layer}L/{self.n_head}H/{self.n_embd} ctx {self.block_size}"
+        return f"bert {self.n_layer}L/{self.n_head}H/{self.n_embd} ctx {self.block_size}" + (
+            " pre-LN" if self.norm == "pre" else "")
 
 
 class BERTEmbeddings(nn.Module):
@@ -107,7 +113,8 @@ class BERTEmbeddings(nn.Module):
 
 
 class BERTLayer(nn.Module):
-    """Post-LN encoder layer: x = ln_1(x + attn(x)), then x = ln_2(x + mlp(x)).
+    """Post-LN encoder layer: x = ln_1(x + attn(x)), then x = ln_2(x + mlp(x)); with
+    ``norm='pre'``: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)).
 
     ``attn`` ends in its output dense + dropout (HF's ``attention.output.dense``); ``mlp`` is
     HF's intermediate dense -> exact GELU -> output dense -> dropout.
@@ -115,6 +122,7 @@ class BERTLayer(nn.Module):
 
     def __init__(self, config: BERTConfig) -> None:
         super().__init__()
+        self.pre = config.norm == "pre"
         self.attn = SelfAttention(config.n_embd, config.n_head, config.dropout, bias=True, causal=False)
         self.ln_1 = LayerNorm(config.n_embd, bias=True, eps=config.layer_norm_eps)
         self.mlp = MLP(config.n_embd, config.dropout, bias=True, hidden=config.d_ff)
@@ -123,7 +131,11 @@ class BERTLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, weights = self.attn(x, attn_mask, need_weights)  # (B, T, C), (B, nh, T, T) or None
+        if self.pre:
+            a, weights = self.attn(self.ln_1(x), attn_mask, need_weights)  # (B, T, C), (B, nh, T, T) or None
+            x = x + a
+            return x + self.mlp(self.ln_2(x)), weights
+        a, weights = self.attn(x, attn_mask, need_weights)
         x = self.ln_1(x + a)
         x = self.ln_2(x + self.mlp(x))
         return x, weights
@@ -137,6 +149,9 @@ class BERTTrunk(nn.Module):
         self.config = config
         self.embeddings = BERTEmbeddings(config)
         self.layers = nn.ModuleList(BERTLayer(config) for _ in range(config.n_layer))
+        # pre-LN leaves the residual stream unnormalised: one LayerNorm after the last layer
+        self.ln_f: nn.Module = (LayerNorm(config.n_embd, bias=True, eps=config.layer_norm_eps)
+                                if config.norm == "pre" else nn.Identity())
 
     def forward(
         self,
@@ -162,6 +177,9 @@ class BERTTrunk(nn.Module):
                 hidden.append(x)
             if weights is not None:
                 attentions.append(weights)
+        x = self.ln_f(x)
+        if output_hidden_states and self.config.norm == "pre":
+            hidden[-1] = x  # the last hidden state is what the heads read, after the final norm
         return x, (tuple(hidden) if output_hidden_states else None), (tuple(attentions) if output_attentions else None)
 
 
