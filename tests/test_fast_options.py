@@ -192,3 +192,22 @@ def test_a_bf16_autocast_run_on_the_cpu_learns_like_float32(tiny_cfg, wb_home) -
         assert losses[-1] < losses[0] - 0.5, (dtype, losses)
         finals[dtype] = losses[-1]
     assert finals["bfloat16"] == pytest.approx(finals["float32"], abs=0.05), finals
+
+
+@pytest.mark.slow
+def test_the_gpu_path_on_the_cpu_compile_and_bf16_autocast_give_the_eager_losses(tiny_cfg, wb_home) -> None:
+    # what a CUDA run does by default (torch.compile + bf16 autocast + fused AdamW), checked on the
+    # CPU: the compiled model trains and evaluates to the eager model's losses
+    from workbench.pipeline import train
+    from workbench.runstore import RunStore
+
+    store = RunStore(wb_home)
+    curves = {}
+    for compile_ in ("off", "on"):
+        run_id = train(tiny_cfg(max_steps=12, eval_interval=12, log_interval=4, dtype="bfloat16", compile=compile_,
+                                device="cpu"), store, progress=False)
+        assert store.get_run(run_id).status == "finished"
+        series = store.metric_series(run_id)
+        curves[compile_] = series["val/loss"][1] + series["train/loss"][1]
+    assert curves["on"] == pytest.approx(curves["off"], abs=2e-3), curves
+    assert curves["on"][1] < curves["on"][0] - 0.3  # and it learned
