@@ -215,7 +215,7 @@ def pretrain_ours(args: argparse.Namespace, store: Any, home: Path) -> str:
         "name": "bench-finetune pretrain (mlm)",
         "model": {"arch": "bert", "n_layer": args.ours_layers, "n_head": args.ours_heads, "n_embd": args.ours_width,
                   "block_size": 128, "dropout": args.pretrain_dropout},
-        "objective": {"name": "mlm"},
+        "objective": {"name": "mlm", "mask_rate": args.pretrain_mask_rate},
         "tokenizer": {"kind": "bpe", "vocab_size": args.ours_vocab},
         "data": {"corpus": str(corpus)},
         "train": {"max_steps": args.pretrain_steps, "max_time_s": 60.0 * args.pretrain_minutes,
@@ -289,8 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=2400, help="step budget (and schedule length) of it")
     parser.add_argument("--pretrain-batch", type=int, default=16)
     parser.add_argument("--pretrain-lr", type=float, default=2e-3)
-    parser.add_argument("--pretrain-dropout", type=float, default=0.0,
-                        help="dropout while pretraining (a budget this short underfits; fine-tuning keeps 0.1)")
+    parser.add_argument("--pretrain-dropout", type=float, default=0.1, help="dropout while pretraining")
+    parser.add_argument("--pretrain-mask-rate", type=float, default=0.15,
+                        help="share of tokens masked-LM predicts (more = more signal per step; the head runs only there)")
     parser.add_argument("--ours-layers", type=int, default=2)
     parser.add_argument("--ours-heads", type=int, default=4)
     parser.add_argument("--ours-width", type=int, default=128)
