@@ -582,16 +582,23 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("which", ["train", "eval"])
-def test_a_tiny_encoder_learns_a_fixed_batch(which: str, one_thread) -> None:
+def _fixed_batch(which: str) -> tuple[MaskedLM, Batch, int]:
+    """The objective, one fixed batch (a training one, or an eval one with padding and segment
+    ids) of a char-tokenized text, and the vocabulary size."""
     tok = CharTokenizer.train(TEXT, special_tokens=MaskedLM.special_tokens)
     corpus = tokenize(tok, Corpus("c", [Document(TEXT[:300]), Document(TEXT[300:400])], " "), char_lengths=True)
     mlm = MaskedLM()
     data = mlm.prepare(corpus)
     batch = (mlm.make_batch(data, 8, 32, torch.Generator().manual_seed(0)) if which == "train"
-             else mlm.eval_batches(corpus, 16, 32)[0])  # the eval batch has padding and segment ids
+             else mlm.eval_batches(corpus, 16, 32)[0])
+    return mlm, batch, tok.vocab_size
+
+
+@pytest.mark.parametrize("which", ["train", "eval"])
+def test_a_tiny_encoder_learns_a_fixed_batch(which: str, one_thread) -> None:
+    mlm, batch, vocab_size = _fixed_batch(which)
     torch.manual_seed(0)
-    model = TinyEncoder(tok.vocab_size, 32)
+    model = TinyEncoder(vocab_size, 32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(40):
@@ -600,7 +607,7 @@ def test_a_tiny_encoder_learns_a_fixed_batch(which: str, one_thread) -> None:
         opt.step()
         opt.zero_grad()
         losses.append(out.loss.item())
-    assert losses[0] == pytest.approx(math.log(tok.vocab_size), rel=0.3)
+    assert losses[0] == pytest.approx(math.log(vocab_size), rel=0.3)
     assert losses[-1] < 0.3 * losses[0], losses[::8]
 
 
@@ -610,14 +617,9 @@ def test_sparse_prediction_gives_the_full_heads_loss_and_gradients(which: str, o
     # sums and every gradient must be those of the head over all positions, read at the same places
     from workbench.models import BERT, BERTConfig
 
-    tok = CharTokenizer.train(TEXT, special_tokens=MaskedLM.special_tokens)
-    corpus = tokenize(tok, Corpus("c", [Document(TEXT[:300]), Document(TEXT[300:400])], " "), char_lengths=True)
-    mlm = MaskedLM()
-    data = mlm.prepare(corpus)
-    batch = (mlm.make_batch(data, 8, 32, torch.Generator().manual_seed(0)) if which == "train"
-             else mlm.eval_batches(corpus, 16, 32)[0])
+    mlm, batch, vocab_size = _fixed_batch(which)
     torch.manual_seed(0)
-    model = BERT(BERTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=tok.vocab_size, dropout=0.0))
+    model = BERT(BERTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=vocab_size, dropout=0.0))
 
     class FullHead(nn.Module):  # the same model, without the capability: full (B, T, V) logits
         def __init__(self, inner: nn.Module) -> None:
@@ -640,4 +642,4 @@ def test_sparse_prediction_gives_the_full_heads_loss_and_gradients(which: str, o
         if p.grad is not None:
             torch.testing.assert_close(sparse_grads[name], p.grad, msg=name)
     n = int((batch.labels != IGNORE_INDEX).sum())
-    assert model(batch.input_ids, predict_at=batch.labels != IGNORE_INDEX).logits.shape == (n, tok.vocab_size)
+    assert model(batch.input_ids, predict_at=batch.labels != IGNORE_INDEX).logits.shape == (n, vocab_size)
