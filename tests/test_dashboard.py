@@ -136,6 +136,21 @@ def test_changing_the_preset_refills_the_form(home):
     assert at.number_input(key="tf_max_steps").value == cpu.train.max_steps
 
 
+def test_the_fast_preset_fills_the_form_with_its_recipe_and_checks_clean(home):
+    at = _app()
+    at.selectbox(key="train_preset").set_value("fast").run()
+    fast = get_preset("fast")
+    assert at.number_input(key="tf_max_steps").value == fast.train.max_steps == 600
+    shown = {w.key: w.value for w in [*at.selectbox, *at.checkbox, *at.toggle, *at.number_input] if w.key}
+    recipe = {f"tf_model_gpt_{field}": getattr(fast.model, field)
+              for field in ("pos_encoding", "qk_norm", "activation", "tie_weights", "zero_init", "bias")}
+    assert {k: shown.get(k) for k in recipe} == recipe == {
+        "tf_model_gpt_pos_encoding": "rope", "tf_model_gpt_qk_norm": True, "tf_model_gpt_activation": "relu2",
+        "tf_model_gpt_tie_weights": False, "tf_model_gpt_zero_init": True, "tf_model_gpt_bias": False}
+    at.button(key="check").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
 def test_form_values_survive_a_visit_to_another_page(home):
     at = _app()
     at.selectbox(key="train_preset").set_value("gpt-cpu").run()
