@@ -261,6 +261,21 @@ def test_minilm_fine_tunes_offline_with_a_head_learning_rate(store: RunStore, mo
     assert json.loads((store.run_dir(run_id) / "config.json").read_text())["finetune"]["init"] == "hf:all-MiniLM-L6-v2"
 
 
+def test_reinit_of_an_hf_model_is_the_same_minilm_from_random_weights(store: RunStore, mood_csv: Path) -> None:
+    # the "same model from scratch" column: MiniLM's architecture and tokenizer, none of its weights
+    from workbench.hf_attention import load_hf
+
+    cfg = finetune_cfg(init="hf:all-MiniLM-L6-v2", task=f"csv:{mood_csv}", reinit=True)
+    exp = build_finetune(resolve(cfg, store), store)
+    pretrained = load_hf("all-MiniLM-L6-v2")
+    ours, theirs = exp.model.trunk.state_dict(), pretrained.model.state_dict()
+    assert ours.keys() == theirs.keys() and all(ours[k].shape == theirs[k].shape for k in ours)
+    mats = [k for k, v in theirs.items() if v.dim() == 2 and "layer." in k]
+    assert len(mats) >= 36 and all(not torch.equal(ours[k], theirs[k]) for k in mats)
+    text = "Now is the winter of our discontent"
+    assert exp.tokenizer.encode(text) == pretrained.tokenizer.encode(text)
+
+
 def test_pooler_pooling_uses_the_trunk_s_own_pooler_and_is_auto_for_hf_encoders(store: RunStore, mood_csv: Path) -> None:
     from workbench.finetune.heads import SequenceClassifier, trunk_pooler
     from workbench.hf_attention import load_hf
