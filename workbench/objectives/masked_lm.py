@@ -301,21 +301,8 @@ class MaskedLM(Objective):
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
         """Cross-entropy over the selected positions (summed; the mean for backward). Sums:
         ``nll``, ``tokens`` (selected), ``correct`` (argmax == target) and ``chars``."""
-        kwargs = {k: v for k, v in (("attention_mask", batch.attention_mask), ("token_type_ids", batch.token_type_ids))
-                  if v is not None}
-        labelled = batch.labels != IGNORE_INDEX  # (B, T): the selected positions
-        if "sparse_logits" in getattr(getattr(unwrap_model(model), "config", None), "capabilities", ()):
-            kwargs["predict_at"] = labelled  # the head runs at the selected positions only: same loss, less compute
-        logits = model(batch.input_ids, **kwargs).logits  # (N, V), or (B, T, V) from a model without sparse logits
-        if logits.dim() == 3:
-            logits = logits[labelled]  # (N, V)
-        labels = batch.labels[labelled]  # (N,)
-        nll = F.cross_entropy(logits.float(), labels, reduction="sum")
-        tokens = labelled.sum()
-        sums = {"nll": nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
-        if batch.label_chars is not None:
-            sums["chars"] = (batch.label_chars * labelled).sum()
-        return LossOutput(loss=nll / tokens.clamp(min=1), sums=sums)
+        _, nll, sums = masked_lm_terms(model, batch)
+        return LossOutput(loss=nll / sums["tokens"].clamp(min=1), sums=sums)
 
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
         """Over the masked tokens: mean NLL (``loss``), ``ppl``, ``acc`` (top-1) and ``bpc`` (bits
@@ -336,6 +323,26 @@ class MaskedLM(Objective):
         if self.vocab is None:
             raise RuntimeError("MaskedLM.make_batch needs prepare(train corpus) first (it reads the special ids)")
         return self.vocab
+
+
+def masked_lm_terms(model: nn.Module, batch: Batch) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
+    """One forward pass and the masked-LM terms of a batch: (the model's output, the summed NLL
+    of the selected positions, sums ``nll``, ``tokens``, ``correct`` and ``chars``). A model
+    with ``sparse_logits`` runs its head at the selected positions only: the same loss, less
+    compute; others return (B, T, V) logits, read at the same positions."""
+    kwargs = {k: v for k, v in (("attention_mask", batch.attention_mask), ("token_type_ids", batch.token_type_ids))
+              if v is not None}
+    labelled = batch.labels != IGNORE_INDEX  # (B, T): the selected positions
+    if "sparse_logits" in getattr(getattr(unwrap_model(model), "config", None), "capabilities", ()):
+        kwargs["predict_at"] = labelled
+    out = model(batch.input_ids, **kwargs)
+    logits = out.logits if out.logits.dim() == 2 else out.logits[labelled]  # (N, V)
+    labels = batch.labels[labelled]  # (N,)
+    nll = F.cross_entropy(logits.float(), labels, reduction="sum")
+    sums = {"nll": nll.detach(), "tokens": labelled.sum(), "correct": (logits.detach().argmax(-1) == labels).sum()}
+    if batch.label_chars is not None:
+        sums["chars"] = (batch.label_chars * labelled).sum()
+    return out, nll, sums
 
 
 def _bracket(rows: torch.Tensor, first: int | bool, last: int | bool) -> torch.Tensor:

@@ -43,7 +43,7 @@ from ..corpora import Document
 from .base import IGNORE_INDEX, Batch, LossOutput, Objective, TokenizedCorpus
 from .masked_lm import (
     CLS, EVAL_MASK_SEED, MASK, PAD, SEP, MaskedLM, MaskedLMConfig, MLMVocab, attention_matrix, describe_batch,
-    mask_tokens,
+    mask_tokens, masked_lm_terms,
 )
 # the pair layout and the segments have their own modules; their names stay importable from here
 from .pairs import LABEL_NAMES, NSPBatch, describe_pair, pair_row, pair_word_starts, rows_of, truncated_lengths
@@ -375,16 +375,8 @@ class MaskedLMWithNSP(NextSentencePrediction):
         """Masked-LM cross-entropy over the selected positions plus NSP cross-entropy over the
         pairs, each a mean. Sums: masked LM's ``nll``, ``tokens``, ``correct`` (``chars``) and
         NSP's ``nsp_nll``, ``pairs``, ``nsp_correct``."""
-        out = _forward(model, batch)
-        logits = out.logits  # (B, T, V)
-        labels = batch.labels
-        mlm_nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                                  ignore_index=IGNORE_INDEX, reduction="sum")
-        labelled = labels != IGNORE_INDEX
-        tokens = labelled.sum()
-        sums = {"nll": mlm_nll.detach(), "tokens": tokens, "correct": (logits.detach().argmax(-1) == labels).sum()}
-        if batch.label_chars is not None:
-            sums["chars"] = (batch.label_chars * labelled).sum()
+        out, mlm_nll, sums = masked_lm_terms(model, batch)  # the MLM head at the masked positions only
+        tokens = sums["tokens"]
         nsp_nll, nsp = _nsp_sums(out, batch)
         sums.update(nsp)
         return LossOutput(loss=mlm_nll / tokens.clamp(min=1) + nsp_nll / nsp["pairs"].clamp(min=1), sums=sums)
